@@ -1,0 +1,281 @@
+"""The command line: `echo-server ws | web | demo`, the same as `python -m echo_server`.
+
+This module turns arguments into settings, prints where to connect, and runs a server until
+SIGINT or SIGTERM. It holds no protocol logic. A bad option is one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from echo_server import defaults, netinfo
+from echo_server.settings import Settings
+
+PROG = "echo-server"
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "www"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single line (and exit status 2), never a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {port}")
+    return port
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"seconds must be above 0: {text}")
+    return value
+
+
+SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2}
+
+
+def byte_size(text: str) -> int:
+    """Parse `4096`, `64KiB`, `1MiB` (K and M are accepted for KiB and MiB)."""
+    digits = text.strip().rstrip("bBiIkKmM")
+    unit = text.strip()[len(digits) :].lower()
+    if not digits.isdigit() or unit not in SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"not a size in bytes (like 65536 or 1MiB): {text!r}")
+    value = int(digits) * SIZE_UNITS[unit]
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"size must be at least 1 byte: {text!r}")
+    return value
+
+
+def existing_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return text
+
+
+def existing_dir(text: str) -> Path:
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
+    return Path(text)
+
+
+def add_bind_options(parser: argparse.ArgumentParser, port: int, what: str) -> None:
+    parser.add_argument(
+        "--host", default=None, help=f"address to listen on (default {defaults.LOCAL_HOST})"
+    )
+    parser.add_argument(
+        "--port", type=port_number, default=port, help=f"{what} port, 0 = any free (default {port})"
+    )
+    parser.add_argument(
+        "--lan",
+        action="store_true",
+        help="listen on every interface and print the URLs other machines can open",
+    )
+
+
+def add_ws_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("WebSocket limits and timeouts")
+    group.add_argument("--max-connections", type=positive_int, default=defaults.MAX_CONNECTIONS)
+    group.add_argument("--handshake-timeout", type=seconds, default=defaults.HANDSHAKE_TIMEOUT_S)
+    group.add_argument("--ping-interval", type=seconds, default=defaults.PING_INTERVAL_S)
+    group.add_argument("--ping-timeout", type=seconds, default=defaults.PING_TIMEOUT_S)
+    group.add_argument("--close-timeout", type=seconds, default=defaults.CLOSE_TIMEOUT_S)
+    group.add_argument("--max-message-size", type=byte_size, default=defaults.MAX_MESSAGE_BYTES)
+    group.add_argument("--write-limit", type=byte_size, default=defaults.WRITE_LIMIT_BYTES)
+    group.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept browser pages from ORIGIN (repeatable; * accepts any)",
+    )
+    group.add_argument("--certfile", type=existing_file, help="TLS certificate (PEM), for wss://")
+    group.add_argument("--keyfile", type=existing_file, help="TLS private key (PEM)")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog=PROG, description="WebSocket echo server and its test page.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    ws = commands.add_parser("ws", help="run the WebSocket server")
+    add_bind_options(ws, defaults.WS_PORT, "WebSocket")
+    add_ws_options(ws)
+
+    web = commands.add_parser("web", help="run the page server")
+    add_bind_options(web, defaults.WEB_PORT, "page")
+    web.add_argument("--ws-port", type=port_number, default=defaults.WS_PORT)
+    web.add_argument("--root", type=existing_dir, default=DEFAULT_ROOT, help="folder to serve")
+
+    demo = commands.add_parser("demo", help="run both servers")
+    add_bind_options(demo, defaults.WEB_PORT, "page")
+    demo.add_argument("--ws-port", type=port_number, default=defaults.WS_PORT)
+    add_ws_options(demo)
+    return parser
+
+
+def ws_settings(args: argparse.Namespace) -> Settings:
+    if bool(args.certfile) != bool(args.keyfile):
+        raise SystemExit(f"{PROG} ws: error: --certfile and --keyfile go together (see --help)")
+    return Settings(
+        host=bind_host(args),
+        port=args.port,
+        max_connections=args.max_connections,
+        handshake_timeout_s=args.handshake_timeout,
+        ping_interval_s=args.ping_interval,
+        ping_timeout_s=args.ping_timeout,
+        close_timeout_s=args.close_timeout,
+        max_message_bytes=args.max_message_size,
+        write_limit_bytes=args.write_limit,
+        allowed_origins=frozenset(origin.rstrip("/").lower() for origin in args.allow_origin),
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+    )
+
+
+def bind_host(args: argparse.Namespace) -> str:
+    if args.host is not None:
+        return str(args.host)
+    return netinfo.any_address() if args.lan else defaults.LOCAL_HOST
+
+
+def announce(what: str, scheme: str, host: str, port: int, lan: bool) -> None:
+    """Print the ready line (tests and people read it) and, with --lan, the LAN URLs."""
+    print(f"echo_server: {what} listening on {scheme}://{netinfo.url_host(host)}:{port}/", flush=True)
+    if lan:
+        urls = [f"{scheme}://{netinfo.url_host(a)}:{port}/" for a in netinfo.lan_addresses()]
+        print("  open from other machines: " + ("  ".join(urls) or "(no LAN address found)"))
+        print("  anyone on this network can connect; see README, Security", flush=True)
+
+
+def run_ws(args: argparse.Namespace) -> int:
+    from echo_server.server import Server
+
+    settings = ws_settings(args)
+    server = Server(settings)
+    scheme = "wss" if settings.certfile else "ws"
+    announce("WebSocket server", scheme, settings.host, server.port, args.lan)
+    return server.serve_forever_until_signalled()
+
+
+def run_web(args: argparse.Namespace) -> int:
+    from echo_server.web import make_server
+
+    httpd = make_server(bind_host(args), args.port, root=args.root, ws_port=args.ws_port)
+    port = httpd.server_address[1]
+    announce("page server", "http", bind_host(args), port, args.lan)
+
+    def stop(signum: int, frame: FrameType | None) -> NoReturn:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        httpd.serve_forever()
+    finally:
+        httpd.server_close()
+    return 0
+
+
+def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run `ws` and `web` as two child processes; stop both on SIGINT or SIGTERM."""
+    ws_argv = ["ws", "--port", str(args.ws_port), *ws_passthrough(argv)]
+    web_argv = ["web", "--port", str(args.port), "--ws-port", str(args.ws_port)]
+    for extra in (["--lan"] if args.lan else []) + (["--host", args.host] if args.host else []):
+        ws_argv.append(extra)
+        web_argv.append(extra)
+    if args.ws_port == 0:
+        raise SystemExit(f"{PROG} demo: error: --ws-port 0 is not possible here (see --help)")
+    children = [
+        subprocess.Popen([sys.executable, "-m", "echo_server", *cmd])
+        for cmd in (ws_argv, web_argv)
+    ]
+    stopping = False
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    statuses = [child.wait() for child in children]
+    if not stopping:
+        forward(signal.SIGTERM, None)
+        print(f"{PROG} demo: a server stopped (exit status {statuses}); stopping", file=sys.stderr)
+        return 1
+    return 0 if all(status == 0 for status in statuses) else 1
+
+
+WS_PASSTHROUGH = (
+    "--max-connections",
+    "--handshake-timeout",
+    "--ping-interval",
+    "--ping-timeout",
+    "--close-timeout",
+    "--max-message-size",
+    "--write-limit",
+    "--allow-origin",
+    "--certfile",
+    "--keyfile",
+)
+
+
+def ws_passthrough(argv: Sequence[str]) -> list[str]:
+    """The ws options given to `demo`, as they were typed, for its `ws` child."""
+    passed: list[str] = []
+    items = list(argv)
+    for index, item in enumerate(items):
+        name = item.split("=", 1)[0]
+        if name in WS_PASSTHROUGH:
+            passed.append(item)
+            if "=" not in item and index + 1 < len(items):
+                passed.append(items[index + 1])
+    return passed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    commands: dict[str, Callable[[], int]] = {
+        "ws": lambda: run_ws(args),
+        "web": lambda: run_web(args),
+        "demo": lambda: run_demo(args, argv),
+    }
+    try:
+        return commands[args.command]()
+    except OSError as error:
+        # A port in use or an address we cannot bind: a clear line, not a traceback.
+        print(f"{PROG} {args.command}: error: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,35 @@
+"""Every default and limit of echo_server, in one place, with its unit in its name.
+
+The command line (cli.py) and the README's options table read from here; nothing else hard-codes
+these numbers. This module holds values only, no behaviour.
+"""
+
+from typing import Final
+
+# Addresses and ports.
+LOCAL_HOST: Final = "127.0.0.1"  # the default: reachable from this machine only
+LAN_HOST: Final = "::"  # --lan: every interface, IPv4 and IPv6 (dual-stack socket)
+LAN_HOST_V4_ONLY: Final = "0.0.0.0"  # --lan on a machine without IPv6
+WS_PORT: Final = 8001
+WEB_PORT: Final = 8000
+
+# Connections.
+MAX_CONNECTIONS: Final = 10_000
+LISTEN_BACKLOG: Final = 1024
+ACCEPTS_PER_WAKEUP: Final = 256  # bounded so that a connect storm cannot starve open clients
+
+# Timeouts.
+HANDSHAKE_TIMEOUT_S: Final = 10.0
+PING_INTERVAL_S: Final = 20.0
+PING_TIMEOUT_S: Final = 20.0
+CLOSE_TIMEOUT_S: Final = 5.0
+
+# Sizes.
+MAX_MESSAGE_BYTES: Final = 1024 * 1024
+MAX_REQUEST_HEAD_BYTES: Final = 8 * 1024
+MAX_HEADER_LINES: Final = 100
+WRITE_LIMIT_BYTES: Final = 1024 * 1024
+RECV_CHUNK_BYTES: Final = 256 * 1024
+
+# Static server.
+WEB_REQUEST_TIMEOUT_S: Final = 10.0

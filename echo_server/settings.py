@@ -1,0 +1,25 @@
+"""The WebSocket server's settings: one frozen record, filled from defaults.py or the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from echo_server import defaults
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = defaults.LOCAL_HOST
+    port: int = defaults.WS_PORT
+    max_connections: int = defaults.MAX_CONNECTIONS
+    handshake_timeout_s: float = defaults.HANDSHAKE_TIMEOUT_S
+    ping_interval_s: float = defaults.PING_INTERVAL_S
+    ping_timeout_s: float = defaults.PING_TIMEOUT_S
+    close_timeout_s: float = defaults.CLOSE_TIMEOUT_S
+    max_message_bytes: int = defaults.MAX_MESSAGE_BYTES
+    write_limit_bytes: int = defaults.WRITE_LIMIT_BYTES
+    max_request_head_bytes: int = defaults.MAX_REQUEST_HEAD_BYTES
+    max_header_lines: int = defaults.MAX_HEADER_LINES
+    allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    certfile: str | None = None
+    keyfile: str | None = None
