@@ -7,6 +7,7 @@ SIGINT or SIGTERM. It holds no protocol logic. A bad option is one line on stder
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from echo_server import defaults, netinfo
 from echo_server.settings import Settings
 
 PROG = "echo-server"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "www"
 
 
@@ -98,6 +100,12 @@ def add_bind_options(parser: argparse.ArgumentParser, port: int, what: str) -> N
         "--lan",
         action="store_true",
         help="listen on every interface and print the URLs other machines can open",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="how much to log on stderr (default info)",
     )
 
 
@@ -208,9 +216,11 @@ def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run `ws` and `web` as two child processes; stop both on SIGINT or SIGTERM."""
     ws_argv = ["ws", "--port", str(args.ws_port), *ws_passthrough(argv)]
     web_argv = ["web", "--port", str(args.port), "--ws-port", str(args.ws_port)]
-    for extra in (["--lan"] if args.lan else []) + (["--host", args.host] if args.host else []):
-        ws_argv.append(extra)
-        web_argv.append(extra)
+    shared = ["--log-level", args.log_level]
+    shared += ["--lan"] if args.lan else []
+    shared += ["--host", args.host] if args.host else []
+    ws_argv += shared
+    web_argv += shared
     if args.ws_port == 0:
         raise SystemExit(f"{PROG} demo: error: --ws-port 0 is not possible here (see --help)")
     children = [
@@ -266,6 +276,11 @@ def ws_passthrough(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     commands: dict[str, Callable[[], int]] = {
         "ws": lambda: run_ws(args),
         "web": lambda: run_web(args),

@@ -66,13 +66,13 @@ class ServerProcess:
             time.sleep(0.02)
         raise AssertionError(f"no {pattern!r} in output of {self.argv}:\n{self.output()}")
 
-    def signal(self, signum: int) -> None:
+    def send_signal(self, signum: int) -> None:
         os.kill(self.proc.pid, signum)
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Stop the process by PID and return its exit status (killing it if it hangs)."""
         if self.proc.poll() is None:
-            self.signal(signum)
+            self.send_signal(signum)
             try:
                 self.proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:

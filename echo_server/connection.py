@@ -1,0 +1,327 @@
+"""An open WebSocket connection: bytes from the socket, frames to the handler, frames back out.
+
+`Connection` keeps the handler API of simple-websocket-server 0.4.4 (subclass it, override
+`connected()`, `handle()` with `self.data`, `handle_close()`; call `send_message()` and `close()`),
+and replaces the parts of upstream's `WebSocket` that break under load or hostile peers. This is
+the one place where upstream behaviour is overridden:
+
+- `_handle_data` / `_parse_message` / `_handle_packet` (a per-byte state machine that accepts
+  unmasked frames, limits frames but not messages, and maps valid close codes to 1002) are not
+  used: bytes go to the Sans-IO `frames.FrameReader`, whose `ProtocolError` becomes a close frame
+  in `_fail`, and nowhere else.
+- `_send_message` / `_send_buffer` (an unbounded queue, and a busy loop on a full TLS socket) are
+  replaced by `SendBuffer` with a write limit: above it the connection stops reading (echo
+  back-pressure) until the buffer drains.
+- `close` starts a real closing handshake bounded by a close timeout, and the server pings.
+- a handler exception, which upstream swallows by dropping the client silently, is logged with
+  its traceback and the client is closed with 1011.
+
+Data in `handle()`: `str` for a text message, `bytes` for a binary one (upstream gave a
+`bytearray`). The handshake happens before a Connection exists (see upgrade.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from simple_websocket_server import WebSocket
+
+from echo_server.frames import (
+    Close,
+    CloseCode,
+    FrameReader,
+    Message,
+    Opcode,
+    Ping,
+    Pong,
+    ProtocolError,
+    encode_close,
+    frame_header,
+)
+from echo_server.loop import EVENT_READ, EVENT_WRITE, Timer
+from echo_server.sendbuffer import SendBuffer
+
+if TYPE_CHECKING:
+    from echo_server.handshake import Request
+    from echo_server.server import Server
+
+log = logging.getLogger("echo_server")
+
+RECV_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class Phase(Enum):
+    OPEN = "open"  # messages flow both ways
+    CLOSING = "closing"  # our close frame is queued or sent; waiting for the peer's
+    DRAINING = "draining"  # close handshake done (or failed): flush, half-close, wait for EOF
+    CLOSED = "closed"
+
+
+class Connection(WebSocket):
+    """One WebSocket client. Subclass it and override `handle()`; see the module docstring."""
+
+    def __init__(self, server: Server, sock: socket.socket, address: Any, request: Request) -> None:
+        super().__init__(server, sock, address)
+        self.server: Server = server
+        self.request = request  # echo_server.handshake.Request: .path, .query, .headers
+        self.handshaked = True
+        self.fd = sock.fileno()  # the server's key for this connection, kept after close
+        self.phase = Phase.OPEN
+        settings = server.settings
+        self._reader = FrameReader(max_message_bytes=settings.max_message_bytes)
+        self._out = SendBuffer(sock)
+        self._write_limit = settings.write_limit_bytes
+        self._reading_paused = False
+        self._interest = 0
+        self._timer: Timer | None = None  # the close timeout, while one runs
+        self._ping_timer: Timer | None = None
+        self._pong_timer: Timer | None = None
+        self._ping_payload: bytes | None = None
+        self._handle_close_called = False
+
+    # Handler API (upstream names).
+
+    def send_message(self, data: str | bytes | bytearray | memoryview) -> None:
+        """Send one message: text for `str`, binary for anything bytes-like."""
+        if isinstance(data, str):
+            self._send_frame(Opcode.TEXT, data.encode())
+        else:
+            self._send_frame(Opcode.BINARY, data)
+
+    def _send_message(self, fin: bool, opcode: int, data: str | bytes | bytearray) -> None:
+        # Upstream's fragment API calls this; upstream's `fin` means "more fragments follow".
+        payload = data.encode() if isinstance(data, str) else data
+        self._send_frame(Opcode(opcode), payload, fin=not fin)
+
+    def close(self, status: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Start the closing handshake; the socket closes when the peer answers or time is up."""
+        if self.phase is Phase.OPEN:
+            self._queue(encode_close(status, reason))
+            self.phase = Phase.CLOSING
+            self.closed = True
+            self._start_close_timer()
+            self._update_interest()
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes accepted for sending that the client has not taken yet."""
+        return self._out.size
+
+    # Called by the server.
+
+    def start(self, response_head: bytes, leftover: bytes) -> None:
+        """Send the 101 response, tell the handler, then parse bytes that came with the request."""
+        self._queue(response_head)
+        if self.phase is Phase.CLOSED:
+            return
+        self._schedule_ping()
+        self._call_handler(self.connected)
+        if leftover and self.phase is Phase.OPEN:
+            self._receive(leftover)
+
+    def on_ready(self, mask: int) -> None:
+        try:
+            if mask & EVENT_WRITE:
+                self._flush()
+            if mask & EVENT_READ and self.phase is not Phase.CLOSED:
+                self._read()
+        except Exception:
+            # A bug here must cost this one client, never the server and everyone else.
+            log.exception("internal error on connection from %s", self.address)
+            self._drop()
+
+    def abort(self) -> None:
+        """Drop the connection now, without a closing handshake."""
+        self._drop()
+
+    # Reading.
+
+    def _read(self) -> None:
+        sock = self.client
+        try:
+            data = sock.recv(self.server.recv_chunk_bytes)
+            # TLS may hold decrypted bytes that select() cannot see: take them now.
+            while isinstance(sock, ssl.SSLSocket) and sock.pending() and data:
+                data += sock.recv(sock.pending())
+        except RECV_WOULD_BLOCK:
+            return
+        except OSError:
+            self._drop()
+            return
+        if not data:
+            self._drop()  # EOF: after our close that is the normal end, otherwise abnormal (1006)
+            return
+        if self.phase is Phase.DRAINING:
+            return  # after the close handshake, bytes are read only to find the EOF
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            events = self._reader.feed(data)
+        except ProtocolError as error:
+            self._fail(error.code, error.reason)
+            return
+        self.server.stats.bytes_in += len(data)
+        for event in events:
+            if self.phase is Phase.CLOSED or self.phase is Phase.DRAINING:
+                return
+            if type(event) is Message:
+                if self.phase is Phase.OPEN:  # after our close frame, messages are dropped
+                    self.server.stats.messages_in += 1
+                    self.data = event.data
+                    self.opcode = Opcode.TEXT if isinstance(event.data, str) else Opcode.BINARY
+                    self._call_handler(self.handle)
+            elif type(event) is Ping:
+                if self.phase is Phase.OPEN:
+                    self._send_frame(Opcode.PONG, event.payload)
+            elif type(event) is Pong:
+                self._on_pong(event.payload)
+            elif type(event) is Close:
+                self._on_close_frame(event)
+
+    def _on_close_frame(self, event: Close) -> None:
+        if self.phase is Phase.OPEN:
+            # Echo the peer's code (an empty close is answered with an empty close).
+            if event.code == CloseCode.NO_STATUS_RCVD:
+                self._queue(frame_header(Opcode.CLOSE, 0))
+            else:
+                self._queue(encode_close(event.code))
+            self.closed = True
+        self._finish()
+
+    def _call_handler(self, method: Any) -> None:
+        try:
+            method()
+        except Exception:
+            log.exception("handler %s failed for %s", type(self).__name__, self.address)
+            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+
+    # Closing.
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection: the one place a protocol violation becomes a close frame."""
+        if self.phase is Phase.OPEN:
+            self._queue(encode_close(code, reason))
+            self.closed = True
+            log.debug("closing %s with %d: %s", self.address, code, reason)
+        if self.phase is not Phase.CLOSED:
+            self._finish()
+
+    def _finish(self) -> None:
+        """The closing handshake is over: flush what is queued, half-close, wait for the EOF."""
+        self.phase = Phase.DRAINING
+        self._reader = FrameReader()  # drop partial messages now rather than at the end
+        self._start_close_timer()
+        self._cancel_ping()
+        self._flush()
+
+    def _start_close_timer(self) -> None:
+        if self._timer is None:
+            self._timer = self.server.loop.call_later(self.server.settings.close_timeout_s, self._drop)
+
+    def _drop(self) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        self.phase = Phase.CLOSED
+        self.closed = True
+        loop = self.server.loop
+        loop.cancel(self._timer)
+        self._cancel_ping()
+        loop.forget(self.client)
+        self._out.clear()
+        self.client.close()
+        self.server.forget(self)
+        if not self._handle_close_called:
+            self._handle_close_called = True
+            try:
+                self.handle_close()
+            except Exception:
+                log.exception("handle_close of %s failed for %s", type(self).__name__, self.address)
+
+    # Keepalive: a ping every interval; no pong within the timeout fails the connection.
+
+    def _schedule_ping(self) -> None:
+        self._ping_timer = self.server.loop.call_later(
+            self.server.settings.ping_interval_s, self._send_ping
+        )
+
+    def _send_ping(self) -> None:
+        if self.phase is not Phase.OPEN:
+            return
+        self._schedule_ping()
+        if self._ping_payload is not None:
+            return  # still waiting for the last pong: its timer decides
+        self._ping_payload = os.urandom(4)
+        self._send_frame(Opcode.PING, self._ping_payload)
+        self._pong_timer = self.server.loop.call_later(
+            self.server.settings.ping_timeout_s, self._pong_missing
+        )
+
+    def _pong_missing(self) -> None:
+        if self._ping_payload is not None:
+            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    def _on_pong(self, payload: bytes) -> None:
+        if payload == self._ping_payload:  # unsolicited pongs are allowed and ignored
+            self._ping_payload = None
+            self.server.loop.cancel(self._pong_timer)
+
+    def _cancel_ping(self) -> None:
+        self.server.loop.cancel(self._ping_timer)
+        self.server.loop.cancel(self._pong_timer)
+        self._ping_timer = self._pong_timer = None
+
+    # Writing.
+
+    def _send_frame(self, opcode: Opcode, payload: bytes | bytearray | memoryview, fin: bool = True) -> None:
+        if self.phase is not Phase.OPEN:
+            return  # nothing may follow our close frame
+        self.server.stats.messages_out += 1
+        self.server.stats.bytes_out += len(payload)
+        self._queue(frame_header(opcode, len(payload), fin=fin) + payload)
+
+    def _queue(self, data: bytes) -> None:
+        try:
+            self._out.write(data)
+        except OSError:
+            self._drop()
+            return
+        self._update_interest()
+
+    def _flush(self) -> None:
+        try:
+            self._out.flush()
+        except OSError:
+            self._drop()
+            return
+        if not self._out and self.phase is Phase.DRAINING:
+            self._half_close()
+        self._update_interest()
+
+    def _half_close(self) -> None:
+        # Closing with unread bytes in the kernel would send a reset that can destroy our close
+        # frame in flight; shut down writing instead and read until the peer's EOF (or timeout).
+        try:
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._drop()
+
+    def _update_interest(self) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        size = self._out.size
+        if self._reading_paused:
+            self._reading_paused = size > self._write_limit // 2
+        else:
+            self._reading_paused = size > self._write_limit
+        events = 0 if self._reading_paused else EVENT_READ
+        if size:
+            events |= EVENT_WRITE
+        if events != self._interest:
+            self._interest = events
+            self.server.loop.set_interest(self.client, events, self.on_ready)

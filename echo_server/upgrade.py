@@ -1,0 +1,141 @@
+"""A socket between accept() and the WebSocket: TLS handshake, then the HTTP upgrade request.
+
+An `Upgrade` reads the request head within the size limits and the handshake timeout (the TLS
+handshake, when there is one, counts against the same timeout and never blocks the loop). A bad
+request is answered with its HTTP status and closed; a good one is handed to the server, which
+makes the route's `Connection`. The rules themselves live in handshake.py; this module only moves
+bytes and keeps time.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from echo_server import handshake
+from echo_server.handshake import HandshakeError
+from echo_server.loop import EVENT_READ, EVENT_WRITE
+from echo_server.sendbuffer import SendBuffer
+
+if TYPE_CHECKING:
+    from echo_server.server import Server
+
+log = logging.getLogger("echo_server")
+
+
+class Upgrade:
+    __slots__ = (
+        "_buffer",
+        "_lingering",
+        "_out",
+        "_refused",
+        "_timer",
+        "_tls_pending",
+        "address",
+        "server",
+        "sock",
+    )
+
+    def __init__(self, server: Server, sock: socket.socket, address: Any) -> None:
+        self.server = server
+        self.sock = sock
+        self.address = address
+        self._buffer = bytearray()
+        self._out = SendBuffer(sock)
+        self._tls_pending = isinstance(sock, ssl.SSLSocket)
+        self._refused = False  # answered with an error status: sending it
+        self._lingering = False  # error sent and write side shut: reading until the peer's EOF
+        self._timer = server.loop.call_later(server.settings.handshake_timeout_s, self.on_timeout)
+        server.loop.set_interest(sock, EVENT_READ, self.on_ready)
+
+    def on_ready(self, mask: int) -> None:
+        try:
+            if self._lingering:
+                self._linger()
+            elif self._refused:
+                self._flush_and_close()
+            elif self._tls_pending:
+                self._tls_handshake()
+            else:
+                self._read()
+        except OSError as error:
+            log.debug("connection from %s lost during handshake: %s", self.address, error)
+            self.close()
+
+    def on_timeout(self) -> None:
+        log.debug("handshake timeout for %s", self.address)
+        self.close()
+
+    def close(self) -> None:
+        self.server.loop.cancel(self._timer)
+        self.server.loop.forget(self.sock)
+        self.sock.close()
+        self.server.forget_upgrade(self)
+
+    def _tls_handshake(self) -> None:
+        assert isinstance(self.sock, ssl.SSLSocket)
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.server.loop.set_interest(self.sock, EVENT_READ, self.on_ready)
+            return
+        except ssl.SSLWantWriteError:
+            self.server.loop.set_interest(self.sock, EVENT_WRITE, self.on_ready)
+            return
+        except ssl.SSLError as error:
+            log.info("TLS handshake with %s failed: %s", self.address, error.reason or error)
+            self.close()
+            return
+        self._tls_pending = False
+        self.server.loop.set_interest(self.sock, EVENT_READ, self.on_ready)
+
+    def _read(self) -> None:
+        settings = self.server.settings
+        try:
+            data = self.sock.recv(settings.max_request_head_bytes)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        if not data:
+            self.close()
+            return
+        self._buffer += data
+        try:
+            end = handshake.find_head_end(self._buffer, settings.max_request_head_bytes)
+            if end is None:
+                return
+            request = handshake.parse_request(bytes(self._buffer[:end]), settings.max_header_lines)
+            accept = handshake.check_upgrade(request, settings.allowed_origins)
+        except HandshakeError as error:
+            self.refuse(error)
+            return
+        self.server.loop.cancel(self._timer)
+        self.server.loop.forget(self.sock)
+        self.server.upgrade(self, request, accept, bytes(self._buffer[end:]))
+
+    def refuse(self, error: HandshakeError) -> None:
+        """Answer with the error's HTTP status, then close once it is sent."""
+        log.info("refused %s: %d %s", self.address, error.status, error.message)
+        self._refused = True
+        self._out.write(error.response())
+        self._flush_and_close()
+
+    def _flush_and_close(self) -> None:
+        self._out.flush()
+        if self._out:
+            self.server.loop.set_interest(self.sock, EVENT_WRITE, self.on_ready)
+            return
+        # Half-close and read to the EOF (bounded by the handshake timer): closing over unread
+        # bytes would send a reset that can destroy the response before the client reads it.
+        self.sock.shutdown(socket.SHUT_WR)
+        self._lingering = True
+        self.server.loop.set_interest(self.sock, EVENT_READ, self.on_ready)
+
+    def _linger(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        if not data:
+            self.close()
