@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from support import ServerProcess, start
@@ -15,8 +16,8 @@ def start_server() -> Iterator[StartServer]:
     """Start any `python -m echo_server ...` command; everything started is stopped at the end."""
     started: list[ServerProcess] = []
 
-    def _start(*args: str, expect_urls: int = 1) -> ServerProcess:
-        server = start(args, expect_urls=expect_urls)
+    def _start(*args: str, **options: Any) -> ServerProcess:
+        server = start(args, **options)
         started.append(server)
         return server
 

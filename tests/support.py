@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +54,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_for_output(self, pattern: str, timeout_s: float = 10.0) -> re.Match[str]:
-        """Wait until the server's output matches `pattern`; fail with the output if it never does."""
+        """Wait until the output matches `pattern`; fail showing the output if it never does."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -78,26 +78,39 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError(f"{self.argv} ignored signal {signum}:\n{self.output()}")
+                message = f"{self.argv} ignored signal {signum}:\n{self.output()}"
+                raise AssertionError(message) from None
         return self.proc.returncode
+
+
+ECHO_SERVER = (sys.executable, "-m", "echo_server")
 
 
 def start(
     args: Sequence[str],
     *,
     expect_urls: int = 1,
-    env: dict[str, str] | None = None,
-    stdin: int | None = subprocess.DEVNULL,
+    command: Sequence[str] = ECHO_SERVER,
+    open_files_limit: int | None = None,
 ) -> ServerProcess:
-    """Start `python -m echo_server ARGS` and wait for its ready line(s)."""
-    argv = [sys.executable, "-m", "echo_server", *args]
-    log = tempfile.NamedTemporaryFile(prefix="echo_server-", suffix=".log", delete=False)
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=stdin, cwd=REPO, env=full_env
-    )
+    """Start `python -m echo_server ARGS` (or another command) and wait for its ready line(s).
+
+    `open_files_limit` sets the child's hard RLIMIT_NOFILE, to run it out of descriptors.
+    """
+    limit = [] if open_files_limit is None else ["prlimit", f"--nofile={open_files_limit}"]
+    argv = [*limit, *command, *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    with tempfile.NamedTemporaryFile(prefix="echo_server-", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            env=env,
+        )
     server = ServerProcess(argv, proc, Path(log.name))
-    log.close()
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         found = READY_RE.findall(server.output())
@@ -142,3 +155,99 @@ def recv_until(sock: socket.socket, marker: bytes, timeout_s: float = 10.0) -> b
             break
         data += chunk
     return data
+
+
+# A raw client: exact bytes on the wire, for the rules a well-behaved library would never break.
+
+UPGRADE_REQUEST = (
+    "GET {path} HTTP/1.1\r\n"
+    "Host: 127.0.0.1:{port}\r\n"
+    "Upgrade: websocket\r\n"
+    "Connection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+    "{extra}"
+    "\r\n"
+)
+
+
+def upgrade_request(port: int, path: str = "/", extra: str = "") -> bytes:
+    return UPGRADE_REQUEST.format(path=path, port=port, extra=extra).encode()
+
+
+def http_exchange(port: int, request: bytes, timeout_s: float = 10.0) -> bytes:
+    """Send raw bytes, return everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def open_websocket(port: int, path: str = "/", timeout_s: float = 10.0) -> socket.socket:
+    """A blocking socket that has completed the upgrade (101 read, nothing more)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    sock.sendall(upgrade_request(port, path))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        byte = sock.recv(1)  # one byte at a time: no frame bytes may be eaten with the head
+        if not byte:
+            raise AssertionError(f"closed during handshake: {head!r}")
+        head += byte
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return sock
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError(f"peer closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """Read one server frame (unmasked): (opcode, payload)."""
+    first, second = recv_exactly(sock, 2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(recv_exactly(sock, 2), "big")
+    elif length == 127:
+        length = int.from_bytes(recv_exactly(sock, 8), "big")
+    return first & 0x0F, recv_exactly(sock, length)
+
+
+def read_close_code(sock: socket.socket) -> int:
+    """Skip data frames until the server's close frame; return its code (1005 if empty)."""
+    for _ in range(10_000):
+        opcode, payload = read_frame(sock)
+        if opcode == 0x8:
+            return int.from_bytes(payload[:2], "big") if payload else 1005
+    raise AssertionError("no close frame in 10,000 frames")
+
+
+def open_file_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
