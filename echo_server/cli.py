@@ -18,7 +18,9 @@ from types import FrameType
 from typing import NoReturn
 
 from echo_server import defaults, netinfo
+from echo_server.server import Server
 from echo_server.settings import Settings
+from echo_server.web import make_server
 
 PROG = "echo-server"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -176,7 +178,9 @@ def bind_host(args: argparse.Namespace) -> str:
 
 def announce(what: str, scheme: str, host: str, port: int, lan: bool) -> None:
     """Print the ready line (tests and people read it) and, with --lan, the LAN URLs."""
-    print(f"echo_server: {what} listening on {scheme}://{netinfo.url_host(host)}:{port}/", flush=True)
+    print(
+        f"echo_server: {what} listening on {scheme}://{netinfo.url_host(host)}:{port}/", flush=True
+    )
     if lan:
         urls = [f"{scheme}://{netinfo.url_host(a)}:{port}/" for a in netinfo.lan_addresses()]
         print("  open from other machines: " + ("  ".join(urls) or "(no LAN address found)"))
@@ -184,8 +188,6 @@ def announce(what: str, scheme: str, host: str, port: int, lan: bool) -> None:
 
 
 def run_ws(args: argparse.Namespace) -> int:
-    from echo_server.server import Server
-
     settings = ws_settings(args)
     server = Server(settings)
     scheme = "wss" if settings.certfile else "ws"
@@ -194,8 +196,6 @@ def run_ws(args: argparse.Namespace) -> int:
 
 
 def run_web(args: argparse.Namespace) -> int:
-    from echo_server.web import make_server
-
     httpd = make_server(bind_host(args), args.port, root=args.root, ws_port=args.ws_port)
     port = httpd.server_address[1]
     announce("page server", "http", bind_host(args), port, args.lan)
@@ -224,8 +224,7 @@ def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.ws_port == 0:
         raise SystemExit(f"{PROG} demo: error: --ws-port 0 is not possible here (see --help)")
     children = [
-        subprocess.Popen([sys.executable, "-m", "echo_server", *cmd])
-        for cmd in (ws_argv, web_argv)
+        subprocess.Popen([sys.executable, "-m", "echo_server", *cmd]) for cmd in (ws_argv, web_argv)
     ]
     stopping = False
 

@@ -222,7 +222,9 @@ class Connection(WebSocket):
 
     def _start_close_timer(self) -> None:
         if self._timer is None:
-            self._timer = self.server.loop.call_later(self.server.settings.close_timeout_s, self._drop)
+            self._timer = self.server.loop.call_later(
+                self.server.settings.close_timeout_s, self._drop
+            )
 
     def _drop(self) -> None:
         if self.phase is Phase.CLOSED:
@@ -278,7 +280,9 @@ class Connection(WebSocket):
 
     # Writing.
 
-    def _send_frame(self, opcode: Opcode, payload: bytes | bytearray | memoryview, fin: bool = True) -> None:
+    def _send_frame(
+        self, opcode: Opcode, payload: bytes | bytearray | memoryview, fin: bool = True
+    ) -> None:
         if self.phase is not Phase.OPEN:
             return  # nothing may follow our close frame
         self.server.stats.messages_out += 1

@@ -6,6 +6,7 @@ It only reads what the kernel reports about local interfaces: it sends no packet
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import socket
 import struct
@@ -53,8 +54,6 @@ def lan_addresses() -> list[str]:
 
 
 def _linux_ipv4() -> list[str]:
-    import fcntl
-
     found = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _, name in socket.if_nameindex():

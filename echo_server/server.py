@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import resource
+import signal
 import socket
 import ssl
 import time
@@ -210,8 +211,6 @@ class Server(WebSocketServer):
 
     def serve_forever_until_signalled(self) -> int:
         """Serve until SIGINT or SIGTERM, then stop gracefully; the exit status is 0."""
-        import signal
-
         self.loop.on_signal(signal.SIGINT, self.shutdown)
         self.loop.on_signal(signal.SIGTERM, self.shutdown)
         try:

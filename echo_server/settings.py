@@ -1,4 +1,4 @@
-"""The WebSocket server's settings: one frozen record, filled from defaults.py or the command line."""
+"""The WebSocket server's settings: one frozen record, from defaults.py or the command line."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import selectors
 import socket
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from conftest import StartServer
@@ -86,8 +87,7 @@ class Swarm:
         try:
             while waiting and time.monotonic() < deadline:
                 for key, _ in self.selector.select(1.0):
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
+                    sock = cast(socket.socket, key.fileobj)
                     chunk = b""
                     with contextlib.suppress(BlockingIOError):
                         chunk = sock.recv(65536)

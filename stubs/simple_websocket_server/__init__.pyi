@@ -1,6 +1,7 @@
 # Type stub for simple-websocket-server 0.4.4: only the surface echo_server uses or overrides.
 import socket
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["WebSocket", "WebSocketServer"]
@@ -30,7 +31,7 @@ class WebSocketServer:
     request_queue_size: int
     websocketclass: type[WebSocket]
     serversocket: socket.socket
-    connections: dict[int, WebSocket]
+    connections: Mapping[int, WebSocket]
     def __init__(
         self,
         host: str,
