@@ -44,7 +44,9 @@ def test_non_ascii_text_is_echoed_exactly(ws_server: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 100_000, MIB])
-def test_binary_messages_from_0_bytes_to_1_mib_are_echoed(ws_server: ServerProcess, size: int) -> None:
+def test_binary_messages_from_0_bytes_to_1_mib_are_echoed(
+    ws_server: ServerProcess, size: int
+) -> None:
     payload = os.urandom(size)
     with client(ws_server) as ws:
         ws.send(payload)
@@ -52,7 +54,9 @@ def test_binary_messages_from_0_bytes_to_1_mib_are_echoed(ws_server: ServerProce
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65536, MIB])
-def test_text_messages_from_0_bytes_to_1_mib_are_echoed(ws_server: ServerProcess, size: int) -> None:
+def test_text_messages_from_0_bytes_to_1_mib_are_echoed(
+    ws_server: ServerProcess, size: int
+) -> None:
     text = "".join(random.choices("abcdefghé€", k=size))[:size]
     text = text.encode()[:size].decode(errors="ignore")  # at most `size` bytes of UTF-8
     with client(ws_server) as ws:
