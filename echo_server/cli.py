@@ -113,22 +113,65 @@ def add_bind_options(parser: argparse.ArgumentParser, port: int, what: str) -> N
 
 def add_ws_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("WebSocket limits and timeouts")
-    group.add_argument("--max-connections", type=positive_int, default=defaults.MAX_CONNECTIONS)
-    group.add_argument("--handshake-timeout", type=seconds, default=defaults.HANDSHAKE_TIMEOUT_S)
-    group.add_argument("--ping-interval", type=seconds, default=defaults.PING_INTERVAL_S)
-    group.add_argument("--ping-timeout", type=seconds, default=defaults.PING_TIMEOUT_S)
-    group.add_argument("--close-timeout", type=seconds, default=defaults.CLOSE_TIMEOUT_S)
-    group.add_argument("--max-message-size", type=byte_size, default=defaults.MAX_MESSAGE_BYTES)
-    group.add_argument("--write-limit", type=byte_size, default=defaults.WRITE_LIMIT_BYTES)
-    group.add_argument(
+    option = group.add_argument
+    option(
+        "--max-connections",
+        type=positive_int,
+        default=defaults.MAX_CONNECTIONS,
+        metavar="N",
+        help=f"answer 503 past N open connections (default {defaults.MAX_CONNECTIONS})",
+    )
+    option(
+        "--handshake-timeout",
+        type=seconds,
+        default=defaults.HANDSHAKE_TIMEOUT_S,
+        metavar="S",
+        help=f"close sockets not upgraded in S s (default {defaults.HANDSHAKE_TIMEOUT_S:g})",
+    )
+    option(
+        "--ping-interval",
+        type=seconds,
+        default=defaults.PING_INTERVAL_S,
+        metavar="S",
+        help=f"ping each client every S s (default {defaults.PING_INTERVAL_S:g})",
+    )
+    option(
+        "--ping-timeout",
+        type=seconds,
+        default=defaults.PING_TIMEOUT_S,
+        metavar="S",
+        help=f"close with 1011 when a pong is S s late (default {defaults.PING_TIMEOUT_S:g})",
+    )
+    option(
+        "--close-timeout",
+        type=seconds,
+        default=defaults.CLOSE_TIMEOUT_S,
+        metavar="S",
+        help=f"drop a client not answering our close in S s (default {defaults.CLOSE_TIMEOUT_S:g})",
+    )
+    option(
+        "--max-message-size",
+        type=byte_size,
+        default=defaults.MAX_MESSAGE_BYTES,
+        metavar="BYTES",
+        help="close with 1009 past this message size, fragments added up (default 1MiB)",
+    )
+    option(
+        "--write-limit",
+        type=byte_size,
+        default=defaults.WRITE_LIMIT_BYTES,
+        metavar="BYTES",
+        help="stop reading a client whose unsent data passes this (default 1MiB)",
+    )
+    option(
         "--allow-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
         help="also accept browser pages from ORIGIN (repeatable; * accepts any)",
     )
-    group.add_argument("--certfile", type=existing_file, help="TLS certificate (PEM), for wss://")
-    group.add_argument("--keyfile", type=existing_file, help="TLS private key (PEM)")
+    option("--certfile", type=existing_file, metavar="PEM", help="TLS certificate, for wss://")
+    option("--keyfile", type=existing_file, metavar="PEM", help="TLS private key")
 
 
 def build_parser() -> OneLineParser:
@@ -141,12 +184,22 @@ def build_parser() -> OneLineParser:
 
     web = commands.add_parser("web", help="run the page server")
     add_bind_options(web, defaults.WEB_PORT, "page")
-    web.add_argument("--ws-port", type=port_number, default=defaults.WS_PORT)
+    web.add_argument(
+        "--ws-port",
+        type=port_number,
+        default=defaults.WS_PORT,
+        help=f"the WebSocket port the page connects to (default {defaults.WS_PORT})",
+    )
     web.add_argument("--root", type=existing_dir, default=DEFAULT_ROOT, help="folder to serve")
 
     demo = commands.add_parser("demo", help="run both servers")
     add_bind_options(demo, defaults.WEB_PORT, "page")
-    demo.add_argument("--ws-port", type=port_number, default=defaults.WS_PORT)
+    demo.add_argument(
+        "--ws-port",
+        type=port_number,
+        default=defaults.WS_PORT,
+        help=f"WebSocket port (default {defaults.WS_PORT})",
+    )
     add_ws_options(demo)
     return parser
 
