@@ -205,8 +205,6 @@ def build_parser() -> OneLineParser:
 
 
 def ws_settings(args: argparse.Namespace) -> Settings:
-    if bool(args.certfile) != bool(args.keyfile):
-        raise SystemExit(f"{PROG} ws: error: --certfile and --keyfile go together (see --help)")
     return Settings(
         host=bind_host(args),
         port=args.port,
@@ -274,8 +272,6 @@ def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     shared += ["--host", args.host] if args.host else []
     ws_argv += shared
     web_argv += shared
-    if args.ws_port == 0:
-        raise SystemExit(f"{PROG} demo: error: --ws-port 0 is not possible here (see --help)")
     children = [
         subprocess.Popen([sys.executable, "-m", "echo_server", *cmd]) for cmd in (ws_argv, web_argv)
     ]
@@ -327,7 +323,12 @@ def ws_passthrough(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("ws", "demo") and bool(args.certfile) != bool(args.keyfile):
+        parser.error("--certfile and --keyfile go together")
+    if args.command == "demo" and args.ws_port == 0:
+        parser.error("demo needs a fixed --ws-port to tell the page (0 is not one)")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(message)s",

@@ -137,7 +137,12 @@ def run_cli(args: Sequence[str], timeout_s: float = 30.0) -> subprocess.Complete
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens there, and a server could bind it again (as servers do, SO_REUSEADDR)."""
     with socket.socket() as probe:
+        if probe.connect_ex((host, port)) == 0:
+            return False
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

@@ -1,0 +1,124 @@
+"""The command line: ready lines, --lan, demo's clean stop, and one-line errors with status 2."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import StartServer
+from support import port_is_free, run_cli
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def echo_once(url: str) -> str:
+    with connect(url, proxy=None, open_timeout=10) as ws:
+        ws.send("hi")
+        reply = ws.recv(10)
+    assert isinstance(reply, str)
+    return reply
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ws", "--port", "70000"],
+        ["ws", "--port", "http"],
+        ["ws", "--max-message-size", "lots"],
+        ["ws", "--ping-interval", "-1"],
+        ["ws", "--max-connections", "0"],
+        ["ws", "--certfile", "/no/such/file.pem", "--keyfile", "/no/such/key.pem"],
+        ["web", "--root", "/no/such/folder"],
+        ["web", "--bogus"],
+        ["demo", "--ws-port", "x"],
+        ["launch"],
+        [],
+    ],
+)
+def test_bad_option_is_one_line_and_exit_status_2(args: list[str]) -> None:
+    result = run_cli(args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "error:" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_certfile_without_keyfile_is_refused_in_one_line(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not used")
+    result = run_cli(["ws", "--certfile", str(cert)])
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "--keyfile" in result.stderr
+
+
+def test_port_in_use_is_a_clear_error_not_a_traceback() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli(["ws", "--port", str(taken.getsockname()[1])])
+    assert result.returncode == 1
+    assert "Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ws_prints_the_address_it_listens_on(start_server: StartServer) -> None:
+    server = start_server("ws", "--port", "0")
+    assert server.url() == f"ws://127.0.0.1:{server.port}/"
+    assert echo_once(server.url()) == "hi"
+
+
+def test_lan_listens_on_ipv4_and_ipv6_and_prints_this_machines_urls(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0", "--lan")
+    found = server.wait_for_output(r"open from other machines: (.*)")
+    assert "ws://" in found.group(1) or "no LAN address" in found.group(1)
+    assert "127.0.0.1" not in found.group(1)  # URLs for other machines, not loopback
+    assert echo_once(f"ws://127.0.0.1:{server.port}/") == "hi"
+    assert echo_once(f"ws://[::1]:{server.port}/") == "hi"
+
+
+def test_console_script_is_the_same_program() -> None:
+    script = Path(sys.executable).parent / "echo-server"
+    result = subprocess.run(
+        [str(script), "ws", "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0
+    assert "--max-connections" in result.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_demo_runs_both_servers_and_stops_cleanly(
+    start_server: StartServer, signum: signal.Signals
+) -> None:
+    web_port, ws_port = free_port(), free_port()
+    demo = start_server("demo", "--port", str(web_port), "--ws-port", str(ws_port), expect_urls=2)
+    assert {port for _, _, port in demo.urls} == {web_port, ws_port}
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/config.json", timeout=10) as reply:
+        assert json.load(reply) == {"ws_port": ws_port}
+    with connect(f"ws://127.0.0.1:{ws_port}/", proxy=None, open_timeout=10) as ws:
+        ws.send("during demo")
+        assert ws.recv(10) == "during demo"
+        assert demo.stop(signum) == 0
+        with pytest.raises(ConnectionClosed):
+            ws.recv(10)
+        assert ws.protocol.close_rcvd is not None
+        assert ws.protocol.close_rcvd.code == 1001
+    assert "Traceback" not in demo.output()
+    assert port_is_free(web_port)
+    assert port_is_free(ws_port)
