@@ -32,4 +32,10 @@ WRITE_LIMIT_BYTES: Final = 1024 * 1024
 RECV_CHUNK_BYTES: Final = 256 * 1024
 
 # Static server.
-WEB_REQUEST_TIMEOUT_S: Final = 10.0
+WEB_REQUEST_TIMEOUT_S: Final = 10.0  # the whole request head, so a trickling client is cut off too
+# A browser opens at most six connections to one host: a classroom of twenty before anyone waits.
+WEB_MAX_CONNECTIONS: Final = 128
+# After an error, how long and how much of the rest of a refused request is read and dropped,
+# so the client gets the error response instead of a reset.
+WEB_LINGER_S: Final = 2.0
+WEB_LINGER_MAX_BYTES: Final = 1024 * 1024

@@ -1,0 +1,418 @@
+"""The browser test page (www/) in a real Chromium, served by the real page server.
+
+What a person sees: Connect and Disconnect, the status, the log with its echoed stars and their
+round-trip times, the message box, the notice when the WebSocket server cannot be reached, and the
+WebSocket address the page works out from its own. The address functions are also called directly,
+through window.echoPage, with location objects a test server could not produce (https, IPv6).
+
+Not here: the WebSocket protocol and the page server's own headers and files (their own tests).
+
+Chromium is Debian's /usr/bin/chromium, never one downloaded by `playwright install`. Screenshots
+go to tests/artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+from support import ServerProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WWW = Path(__file__).resolve().parent.parent / "www"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WAIT_MS = 10_000
+DESKTOP: ViewportSize = {"width": 1100, "height": 900}
+PHONE: ViewportSize = {"width": 360, "height": 740}
+MAX_TAB_PRESSES = 20
+RTT_RE = re.compile(r"^\d+(\.\d)? ms$")
+STAMP_RE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$")
+
+# Runs before the page's own script; collects what the Content-Security-Policy blocked.
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(event.violatedDirective + " blocked " + event.blockedURI);
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the whole module; each test gets a fresh context (cookies, cache)."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is not installed (apt-get install chromium); the page is untested"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP, color_scheme="light")
+    context.set_default_timeout(WAIT_MS)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on: bound by us to get a free one, then closed again."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def open_page(page: Page, web_server: ServerProcess, query: str = "") -> None:
+    """Load the page and wait until its script has worked out the WebSocket address."""
+    page.goto(web_server.url("/" + query))
+    expect(page.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+
+
+def connect(page: Page) -> None:
+    page.click("#connect")
+    expect(page.locator("#status")).to_have_text("connected", timeout=WAIT_MS)
+
+
+def call(page: Page, function: str, *args: Any) -> Any:
+    """Call window.echoPage[function](...args) in the page and return its result."""
+    return page.evaluate("([name, args]) => window.echoPage[name](...args)", [function, list(args)])
+
+
+def wait_for_count(page: Page, selector: str, at_least: int) -> None:
+    page.wait_for_function(
+        "([selector, count]) => document.querySelectorAll(selector).length >= count",
+        arg=[selector, at_least],
+        timeout=WAIT_MS,
+    )
+
+
+# Connecting, echoing, disconnecting.
+
+
+def test_nothing_connects_until_connect_is_pressed(page: Page, web_server: ServerProcess) -> None:
+    open_page(page, web_server)
+    expect(page.locator("#status")).to_have_text("disconnected")
+    expect(page.locator("#log .entry")).to_have_count(0)
+
+
+def test_connect_shows_connected_and_an_echoed_star_with_its_round_trip_time(
+    page: Page, web_server: ServerProcess
+) -> None:
+    open_page(page, web_server)
+    connect(page)
+    echoed = page.locator("#log .entry.received").first
+    expect(echoed.locator(".text")).to_have_text("*", timeout=WAIT_MS)
+    expect(echoed.locator(".rtt")).to_have_text(RTT_RE)
+    expect(page.locator("#log .entry.sent .text").first).to_have_text("*")
+    page.screenshot(path=ARTIFACTS / "echo-connected.png", full_page=True)
+
+
+def test_a_star_is_sent_every_second_while_connected(page: Page, web_server: ServerProcess) -> None:
+    open_page(page, web_server)
+    connect(page)
+    wait_for_count(page, "#log .entry.sent", 3)
+    stamps = page.locator("#log .entry.sent .stamp").all_text_contents()[:3]
+    first, third = (datetime.strptime(stamp, "%H:%M:%S.%f") for stamp in (stamps[0], stamps[2]))
+    assert 1.6 <= (third - first).total_seconds() <= 4.0, stamps
+
+
+def test_log_entries_show_a_time_stamp_and_a_direction(
+    page: Page, web_server: ServerProcess
+) -> None:
+    open_page(page, web_server)
+    connect(page)
+    received = page.locator("#log .entry.received").first
+    expect(received).to_be_visible(timeout=WAIT_MS)
+    sent = page.locator("#log .entry.sent").first
+    expect(sent.locator(".stamp")).to_have_text(STAMP_RE)
+    expect(sent.locator(".direction")).to_have_text("↑ sent")
+    expect(received.locator(".stamp")).to_have_text(STAMP_RE)
+    expect(received.locator(".direction")).to_have_text("↓ received")
+
+
+def test_typed_text_is_sent_and_comes_back(page: Page, web_server: ServerProcess) -> None:
+    open_page(page, web_server)
+    connect(page)
+    page.fill("#message", "hello, echo")
+    page.press("#message", "Enter")
+    expect(page.locator("#log .entry.sent .text", has_text="hello, echo")).to_have_count(1)
+    echoed = page.locator("#log .entry.received", has_text="hello, echo")
+    expect(echoed.locator(".rtt")).to_have_text(RTT_RE, timeout=WAIT_MS)
+    expect(page.locator("#message")).to_have_value("")
+
+
+def test_received_text_is_shown_as_text_never_as_markup(
+    page: Page, web_server: ServerProcess
+) -> None:
+    open_page(page, web_server)
+    connect(page)
+    markup = '<img src="x" alt="injected">'
+    page.fill("#message", markup)
+    page.click("#send")
+    expect(page.locator("#log .entry.received .text", has_text=markup)).to_have_count(1)
+    expect(page.locator("#log img")).to_have_count(0)
+
+
+def test_disconnect_shows_disconnected_with_code_1000(
+    page: Page, web_server: ServerProcess
+) -> None:
+    open_page(page, web_server)
+    connect(page)
+    page.click("#disconnect")
+    expect(page.locator("#status")).to_have_text("disconnected (1000 Normal Closure)")
+    expect(page.locator("#notice")).to_be_hidden()
+    page.screenshot(path=ARTIFACTS / "echo-disconnected.png", full_page=True)
+
+
+def test_only_the_buttons_that_make_sense_are_enabled(
+    page: Page, web_server: ServerProcess
+) -> None:
+    open_page(page, web_server)
+    expect(page.locator("#connect")).to_be_enabled()
+    expect(page.locator("#disconnect")).to_be_disabled()
+    expect(page.locator("#send")).to_be_disabled()
+    connect(page)
+    expect(page.locator("#connect")).to_be_disabled()
+    expect(page.locator("#disconnect")).to_be_enabled()
+    expect(page.locator("#send")).to_be_enabled()
+
+
+def test_autoconnect_query_connects_at_once(page: Page, web_server: ServerProcess) -> None:
+    open_page(page, web_server, "?autoconnect=1")
+    expect(page.locator("#status")).to_have_text("connected", timeout=WAIT_MS)
+
+
+def test_clear_empties_the_log(page: Page, web_server: ServerProcess) -> None:
+    open_page(page, web_server)
+    connect(page)
+    page.uncheck("#heartbeat")
+    expect(page.locator("#log .entry").first).to_be_visible()
+    page.click("#clear")
+    expect(page.locator("#log .entry")).to_have_count(0)
+
+
+def test_log_keeps_at_most_500_entries(page: Page, web_server: ServerProcess) -> None:
+    open_page(page, web_server)
+    connect(page)
+    page.uncheck("#heartbeat")
+    # Through the panel's own send(): 600 clicks on Send would test the speed of forms instead.
+    page.evaluate(
+        """(count) => {
+          for (let i = 0; i < count; i += 1) {
+            window.echoPage.panels.echo.send("message " + i);
+          }
+        }""",
+        600,
+    )
+    last = page.locator("#log .entry.received .text", has_text=re.compile(r"^message 599$"))
+    expect(last).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator("#log .entry")).to_have_count(500)
+
+
+# When the server is not there.
+
+
+def test_unreachable_server_is_reported_in_the_notice(
+    page: Page, web_server: ServerProcess, closed_port: int
+) -> None:
+    open_page(page, web_server, f"?ws={closed_port}")
+    page.click("#connect")
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text(
+        f"Could not reach the WebSocket server at ws://127.0.0.1:{closed_port}/. Is it running?",
+        timeout=WAIT_MS,
+    )
+    expect(notice).to_contain_text("make ws")
+    expect(page.locator("#status")).to_have_text(re.compile(r"^disconnected \(1006 "))
+    expect(page.locator("#connect")).to_be_enabled()
+    page.screenshot(path=ARTIFACTS / "echo-unreachable.png", full_page=True)
+
+
+def test_a_lost_connection_is_told_apart_from_a_failed_connect(
+    page: Page, web_server: ServerProcess, ws_server: ServerProcess
+) -> None:
+    open_page(page, web_server)
+    connect(page)
+    ws_server.stop()
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text(
+        re.compile(r"The (server closed the connection|connection to the server was lost)"),
+        timeout=WAIT_MS,
+    )
+    expect(notice).not_to_contain_text("Could not reach")
+    expect(page.locator("#status")).to_have_text(re.compile(r"^disconnected \(\d{4}"))
+    page.screenshot(path=ARTIFACTS / "echo-lost.png", full_page=True)
+
+
+# The WebSocket address.
+
+
+def test_the_ws_port_comes_from_config_json(
+    page: Page, web_server: ServerProcess, ws_server: ServerProcess
+) -> None:
+    open_page(page, web_server)
+    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{ws_server.port}/")
+
+
+def test_a_ws_query_overrides_the_port(page: Page, web_server: ServerProcess) -> None:
+    open_page(page, web_server, "?ws=4321")
+    expect(page.locator("#ws-url")).to_have_text("ws://127.0.0.1:4321/")
+
+
+def test_a_path_query_chooses_the_path(
+    page: Page, web_server: ServerProcess, ws_server: ServerProcess
+) -> None:
+    open_page(page, web_server, "?path=/echo")
+    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{ws_server.port}/echo")
+
+
+@pytest.fixture(scope="module")
+def functions_page(browser: Browser) -> Iterator[Page]:
+    """The page from file://, loaded once: enough to call its pure address functions."""
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
+    opened = context.new_page()
+    opened.goto((WWW / "index.html").as_uri())
+    expect(opened.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+    yield opened
+    context.close()
+
+
+def test_an_https_page_gets_a_wss_address(functions_page: Page) -> None:
+    location = {"protocol": "https:", "hostname": "pi.local", "search": ""}
+    assert call(functions_page, "wsUrlFor", location, 8001, "/") == "wss://pi.local:8001/"
+
+
+def test_an_http_page_gets_a_ws_address_on_the_ws_port(functions_page: Page) -> None:
+    location = {"protocol": "http:", "hostname": "192.168.1.20", "search": ""}
+    assert call(functions_page, "wsUrlFor", location, 9001, "/") == "ws://192.168.1.20:9001/"
+
+
+@pytest.mark.parametrize("hostname", ["[::1]", "::1"])
+def test_an_ipv6_literal_host_is_bracketed_once(functions_page: Page, hostname: str) -> None:
+    location = {"protocol": "http:", "hostname": hostname, "search": ""}
+    assert call(functions_page, "wsUrlFor", location, 8001, "/") == "ws://[::1]:8001/"
+
+
+def test_a_page_from_file_uses_localhost(functions_page: Page) -> None:
+    expect(functions_page.locator("#ws-url")).to_have_text("ws://localhost:8001/")
+
+
+@pytest.mark.parametrize(
+    ("search", "port"),
+    [
+        ("?ws=9001", 9001),
+        ("?autoconnect=1&ws=1", 1),
+        ("?ws=65535", 65535),
+        ("?ws=0", None),
+        ("?ws=65536", None),
+        ("?ws=80abc", None),
+        ("?ws=", None),
+        ("", None),
+    ],
+)
+def test_the_ws_query_must_be_a_port_number(
+    functions_page: Page, search: str, port: int | None
+) -> None:
+    assert call(functions_page, "wsPortFromSearch", search) == port
+
+
+@pytest.mark.parametrize(
+    ("search", "path"),
+    [("", "/"), ("?path=/echo", "/echo"), ("?path=chat", "/chat"), ("?path=/a%20b", None)],
+)
+def test_the_path_query_must_be_a_path(functions_page: Page, search: str, path: str | None) -> None:
+    assert call(functions_page, "pathFromSearch", search) == path
+
+
+# Everyone can use it.
+
+
+def test_no_console_errors_and_no_csp_violations_in_a_session(
+    page: Page, web_server: ServerProcess
+) -> None:
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(f"console {message.type}: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.add_init_script(RECORD_CSP_VIOLATIONS)
+    open_page(page, web_server)
+    connect(page)
+    page.fill("#message", "hello")
+    page.press("#message", "Enter")
+    expect(page.locator("#log .entry.received .text", has_text="hello")).to_have_count(1)
+    page.click("#clear")
+    page.click("#disconnect")
+    expect(page.locator("#status")).to_have_text("disconnected (1000 Normal Closure)")
+    assert page.evaluate("window.cspViolations") == []
+    assert problems == []
+
+
+def test_the_keyboard_alone_can_connect_and_send(page: Page, web_server: ServerProcess) -> None:
+    open_page(page, web_server)
+    for _ in range(MAX_TAB_PRESSES):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "connect":
+            break
+    else:
+        pytest.fail(f"Connect was not reached in {MAX_TAB_PRESSES} presses of Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_have_text("connected", timeout=WAIT_MS)
+    page.focus("#message")
+    page.keyboard.type("typed")
+    page.keyboard.press("Enter")
+    expect(page.locator("#log .entry.received .text", has_text="typed")).to_have_count(1)
+
+
+def test_the_page_fits_a_phone_screen_in_dark_mode(
+    browser: Browser, web_server: ServerProcess
+) -> None:
+    context = browser.new_context(viewport=PHONE, color_scheme="dark", is_mobile=True)
+    context.set_default_timeout(WAIT_MS)
+    try:
+        phone = context.new_page()
+        open_page(phone, web_server)
+        connect(phone)
+        expect(phone.locator("#log .entry.received .rtt").first).to_be_visible(timeout=WAIT_MS)
+        overflow = phone.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        phone.screenshot(path=ARTIFACTS / "echo-phone-dark.png", full_page=True)
+    finally:
+        context.close()
