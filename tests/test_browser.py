@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import StartServer
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -30,7 +31,7 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
-from support import ServerProcess
+from support import ServerProcess, start
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -51,6 +52,25 @@ PHONE: ViewportSize = {"width": 360, "height": 740}
 MAX_TAB_PRESSES = 20
 RTT_RE = re.compile(r"^\d+(\.\d)? ms$")
 STAMP_RE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$")
+
+
+# One pair of servers for the module: starting two processes per test would be most of its time.
+# A test that stops a server starts its own pair with `start_server`.
+
+
+@pytest.fixture(scope="module")
+def ws_server() -> Iterator[ServerProcess]:
+    server = start(["ws", "--port", "0"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def web_server(ws_server: ServerProcess) -> Iterator[ServerProcess]:
+    server = start(["web", "--port", "0", "--ws-port", str(ws_server.port)])
+    yield server
+    server.stop()
+
 
 # Runs before the page's own script; collects what the Content-Security-Policy blocked.
 RECORD_CSP_VIOLATIONS = """
@@ -260,11 +280,13 @@ def test_unreachable_server_is_reported_in_the_notice(
 
 
 def test_a_lost_connection_is_told_apart_from_a_failed_connect(
-    page: Page, web_server: ServerProcess, ws_server: ServerProcess
+    page: Page, start_server: StartServer
 ) -> None:
-    open_page(page, web_server)
+    own_ws = start_server("ws", "--port", "0")
+    own_web = start_server("web", "--port", "0", "--ws-port", str(own_ws.port))
+    open_page(page, own_web)
     connect(page)
-    ws_server.stop()
+    own_ws.stop()
     notice = page.locator("#notice")
     expect(notice).to_contain_text(
         re.compile(r"The (server closed the connection|connection to the server was lost)"),
