@@ -1,0 +1,138 @@
+"""Autobahn|Testsuite, cases 1-10, against a real echo_server process: every case green.
+
+The suite runs through conformance/run.py (which starts the server on a free port, runs the
+fuzzing client, judges its report, and stops both by PID); these tests call it as a process and
+also read its index.json themselves. The suite is installed by conformance/install.sh into
+.autobahn/; where it is not installed these tests are skipped, except on CI (env CI set), where
+that is a failure. Deselect them with `-m "not conformance"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import REPO
+
+pytestmark = [pytest.mark.conformance, pytest.mark.timeout(300)]
+
+RUN_PY = REPO / "conformance" / "run.py"
+EXIT_GREEN = 0
+EXIT_NOT_GREEN = 1
+EXIT_BROKEN = 3
+EXIT_NOT_INSTALLED = 77
+# run.py's own hard limit for the whole 1-10 run (about 30 s when the server conforms), kept
+# under pytest's per-test timeout so run.py, not pytest, is the one that stops the processes.
+RUN_TIMEOUT_S = 240.0
+# How long past its own limit run.py may take to stop its server and fuzzing client.
+RUN_GRACE_S = 30.0
+GREEN_BEHAVIORS = {"OK", "NON-STRICT", "INFORMATIONAL"}
+GREEN_CLOSE_BEHAVIORS = {"OK", "INFORMATIONAL"}
+
+
+def run_harness(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run conformance/run.py to completion; SIGTERM it by PID if it overruns its own limit."""
+    proc = subprocess.Popen(
+        [sys.executable, str(RUN_PY), "--quiet", "--timeout", str(RUN_TIMEOUT_S), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        output, _ = proc.communicate(timeout=RUN_TIMEOUT_S + RUN_GRACE_S)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, not SIGKILL: run.py turns it into a clean stop of the processes it started.
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=RUN_GRACE_S)
+        pytest.fail(f"conformance/run.py overran {RUN_TIMEOUT_S} s:\n{output}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, output)
+
+
+@pytest.fixture(scope="module")
+def suite_installed() -> None:
+    """Skip (or, on CI, fail) when conformance/install.sh has not installed a fuzzing client."""
+    check = subprocess.run(
+        [sys.executable, str(RUN_PY), "--check-installed"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if check.returncode == EXIT_NOT_INSTALLED:
+        reason = check.stderr.strip()
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI must run conformance/install.sh first)")
+        pytest.skip(reason)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def echo_server_cmd(*options: str) -> str:
+    return " ".join([sys.executable, "-m", "echo_server", "ws", "--port", "0", *options])
+
+
+def not_green_cases(outdir: Path) -> dict[str, tuple[str, str]]:
+    """Read the suite's own index.json: every case whose behavior or close is not green."""
+    index = json.loads((outdir / "index.json").read_text())
+    return {
+        case_id: (entry["behavior"], entry["behaviorClose"])
+        for cases in index.values()
+        for case_id, entry in cases.items()
+        if entry["behavior"] not in GREEN_BEHAVIORS
+        or entry["behaviorClose"] not in GREEN_CLOSE_BEHAVIORS
+    }
+
+
+def cases_run(outdir: Path) -> set[str]:
+    index = json.loads((outdir / "index.json").read_text())
+    return {case_id for cases in index.values() for case_id in cases}
+
+
+@pytest.mark.usefixtures("suite_installed")
+def test_every_case_from_1_to_10_is_green(tmp_path: Path) -> None:
+    # run.py's default server: `python -m echo_server ws --port 0 --max-message-size 16MiB`,
+    # the limit the 9.* cases (messages of up to 16 MiB) need.
+    result = run_harness("--outdir", str(tmp_path))
+    assert result.returncode == EXIT_GREEN, result.stdout
+    assert not_green_cases(tmp_path) == {}
+    # Groups 1-7, 9 and 10 hold 301 cases; fewer would mean some never ran.
+    assert len(cases_run(tmp_path)) == 301, result.stdout
+
+
+@pytest.mark.usefixtures("suite_installed")
+def test_a_case_the_server_fails_fails_the_run(tmp_path: Path) -> None:
+    # A 64 KiB limit makes any conforming server refuse 9.1.2's 256 KiB message (close 1009),
+    # which the suite counts as FAILED: this checks the harness, not the server.
+    result = run_harness(
+        "--outdir",
+        str(tmp_path),
+        "--cases",
+        "9.1.2",
+        "--server-cmd",
+        echo_server_cmd("--max-message-size", "64KiB"),
+    )
+    assert result.returncode == EXIT_NOT_GREEN, result.stdout
+    assert "9.1.2: FAILED" in result.stdout
+    assert set(not_green_cases(tmp_path)) == {"9.1.2"}
+
+
+@pytest.mark.usefixtures("suite_installed")
+def test_a_server_that_never_gets_ready_is_a_broken_run(tmp_path: Path) -> None:
+    result = run_harness(
+        "--outdir", str(tmp_path), "--server-cmd", f"{sys.executable} -c 'raise SystemExit(4)'"
+    )
+    assert result.returncode == EXIT_BROKEN, result.stdout
+    assert "exited with status 4 before it was ready" in result.stdout
+
+
+@pytest.mark.usefixtures("suite_installed")
+def test_patterns_that_match_no_case_are_a_broken_run(tmp_path: Path) -> None:
+    # There is no group 8; wstest would wait forever instead of saying so.
+    result = run_harness("--outdir", str(tmp_path), "--cases", "8.*")
+    assert result.returncode == EXIT_BROKEN, result.stdout
