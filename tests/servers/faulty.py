@@ -1,0 +1,47 @@
+"""A WebSocket server whose handler fails on purpose, for tests/test_hostile.py.
+
+It uses echo_server as a library, the way an application would: one route that echoes every
+message except "boom", on which its handle() raises. It exists to prove that a handler's bug costs
+only the client that triggered it; it is a test fixture, not an example to copy.
+
+Usage: python tests/servers/faulty.py [--port PORT]  (stop it with SIGINT or SIGTERM)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from echo_server.connection import Connection
+from echo_server.server import Server
+from echo_server.settings import Settings
+
+BOOM = "boom"
+BOOM_ERROR = "boom: this handler fails on purpose"
+
+
+class Faulty(Connection):
+    """Echoes, but raises on the message "boom"."""
+
+    def handle(self) -> None:
+        if self.data == BOOM:
+            raise RuntimeError(BOOM_ERROR)
+        self.send_message(self.data)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="echo server whose handler raises on 'boom'")
+    parser.add_argument("--port", type=int, default=0, help="0 = any free port")
+    args = parser.parse_args(argv)
+    # The server logs a handler's traceback; the tests read it from this process's output.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    server = Server(Settings(port=args.port), routes={"/": Faulty})
+    # The same ready line as `python -m echo_server ws`, so tests/support.py can read the port.
+    print(f"echo_server: WebSocket server listening on ws://127.0.0.1:{server.port}/", flush=True)
+    return server.serve_forever_until_signalled()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
