@@ -170,6 +170,11 @@ def add_ws_options(parser: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="also accept browser pages from ORIGIN (repeatable; * accepts any)",
     )
+    option(
+        "--notify-token",
+        metavar="TOKEN",
+        help="let other machines POST /notify with 'Authorization: Bearer TOKEN'",
+    )
     option("--certfile", type=existing_file, metavar="PEM", help="TLS certificate, for wss://")
     option("--keyfile", type=existing_file, metavar="PEM", help="TLS private key")
 
@@ -218,6 +223,7 @@ def ws_settings(args: argparse.Namespace) -> Settings:
         allowed_origins=frozenset(origin.rstrip("/").lower() for origin in args.allow_origin),
         certfile=args.certfile,
         keyfile=args.keyfile,
+        notify_token=args.notify_token,
     )
 
 
@@ -305,6 +311,7 @@ WS_PASSTHROUGH = (
     "--allow-origin",
     "--certfile",
     "--keyfile",
+    "--notify-token",
 )
 
 

@@ -69,6 +69,7 @@ class Connection(WebSocket):
         super().__init__(server, sock, address)
         self.server: Server = server
         self.request = request  # echo_server.handshake.Request: .path, .query, .headers
+        self.route = request.path  # the path that chose this handler, for statistics
         self.handshaked = True
         self.fd = sock.fileno()  # the server's key for this connection, kept after close
         self.phase = Phase.OPEN
@@ -106,6 +107,23 @@ class Connection(WebSocket):
             self.closed = True
             self._start_close_timer()
             self._update_interest()
+
+    def send_shared(self, frame: bytes) -> bool:
+        """Queue a frame encoded once for many clients (see broadcast.py); False if not sent.
+
+        A client that is too far behind (more than its write limit unsent) is closed with 1008,
+        so that it cannot hold memory or delay the others.
+        """
+        if self.phase is not Phase.OPEN:
+            return False
+        if self._out.size > self._write_limit:
+            log.warning("closing %s: too slow, %d bytes unsent", self.address, self._out.size)
+            self._fail(CloseCode.POLICY_VIOLATION, "too slow")
+            return False
+        self.server.stats.messages_out += 1
+        self.server.stats.bytes_out += len(frame)
+        self._queue(frame)
+        return True
 
     @property
     def buffered_amount(self) -> int:

@@ -31,6 +31,10 @@ MAX_HEADER_LINES: Final = 100
 WRITE_LIMIT_BYTES: Final = 1024 * 1024
 RECV_CHUNK_BYTES: Final = 256 * 1024
 
+# Push routes.
+TICK_INTERVAL_S: Final = 1.0
+STREAM_MAX_GAP_S: Final = 1.0  # /stream: the value changes at random gaps of 0 to this
+
 # Static server.
 WEB_REQUEST_TIMEOUT_S: Final = 10.0  # the whole request head, so a trickling client is cut off too
 # A browser opens at most six connections to one host: a classroom of twenty before anyone waits.

@@ -1,4 +1,4 @@
-"""The WebSocket server: listen, accept within limits, upgrade, route, and stop gracefully.
+"""The WebSocket server: listen, accept within limits, upgrade, route, publish, stop gracefully.
 
 `Server` subclasses upstream's `WebSocketServer` so code written against simple-websocket-server
 finds the same names (`connections`, `serversocket`, `websocketclass`, `serve_forever()`,
@@ -6,7 +6,8 @@ finds the same names (`connections`, `serversocket`, `websocketclass`, `serve_fo
 5, runs `select.select` (which raises past descriptor 1024 and takes every client down), and
 handshakes TLS on a blocking socket. Here the listener is made by `make_listener` (backlog 1024,
 dual-stack), the loop is `loop.Loop` (epoll on Linux), and each new socket goes through
-`upgrade.Upgrade` before it becomes a route's `Connection`.
+`upgrade.Upgrade` before it becomes a route's `Connection`. The server also owns what the
+routes share: the broadcast `Hub`, the tick and stream producers, and the statistics.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from dataclasses import dataclass, field
 from simple_websocket_server import WebSocketServer
 
 from echo_server import defaults, handshake
+from echo_server.broadcast import Hub
 from echo_server.connection import Connection
 from echo_server.frames import CloseCode
 from echo_server.handshake import HandshakeError, Request
 from echo_server.loop import EVENT_READ, Loop, Timer
-from echo_server.routes import DEFAULT_ROUTE, ROUTES
+from echo_server.routes import CHAT, ROUTES, RandomWalk, Ticker
 from echo_server.settings import Settings
 from echo_server.upgrade import Upgrade
 
@@ -100,7 +102,8 @@ class Server(WebSocketServer):
         self.stats = Stats()
         self.recv_chunk_bytes = defaults.RECV_CHUNK_BYTES
         self.routes = dict(ROUTES if routes is None else routes)
-        self.websocketclass = self.routes.get("/", DEFAULT_ROUTE)
+        self.websocketclass = next(iter(self.routes.values()))  # upstream's one handler class
+        self.hub = Hub()
         self.connections: dict[int, Connection] = {}  # open WebSockets by descriptor (upstream)
         self.upgrades: set[Upgrade] = set()  # sockets still in their TLS or HTTP handshake
         self.tls_context = (
@@ -117,6 +120,8 @@ class Server(WebSocketServer):
         self._stopping = False
         self._stop_timer: Timer | None = None
         self.loop.set_interest(self.serversocket, EVENT_READ, self._on_accept)
+        self.ticker = Ticker(self)
+        self.random_walk = RandomWalk(self)
 
     @property
     def connection_count(self) -> int:
@@ -190,7 +195,7 @@ class Server(WebSocketServer):
         if self._stopping:
             pending.refuse(SERVICE_UNAVAILABLE)
             return
-        route = self.routes.get(request.path, DEFAULT_ROUTE)
+        route = self.routes[request.path]
         connection = route(self, pending.sock, pending.address, request)
         self.connections[connection.fd] = connection
         connection.start(handshake.response_101(accept), leftover)
@@ -203,6 +208,41 @@ class Server(WebSocketServer):
         self.connections.pop(connection.fd, None)
         if self._stopping and not self.connections:
             self.loop.stop()
+
+    def route_list(self) -> str:
+        return ", ".join(sorted(self.routes))
+
+    # What the routes share.
+
+    def publish(self, channel: str, data: str | bytes) -> int:
+        """Send `data` to every subscriber of `channel`; return how many were given it."""
+        return self.hub.publish(channel, data)
+
+    def notify(self, message: str) -> int:
+        """A message from /notify: to every chat client."""
+        delivered = self.publish(CHAT, message)
+        log.info("notify: delivered to %d chat client(s)", delivered)
+        return delivered
+
+    def statistics(self) -> dict[str, object]:
+        per_route = dict.fromkeys(sorted(self.routes), 0)
+        for connection in self.connections.values():
+            per_route[connection.route] = per_route.get(connection.route, 0) + 1
+        stats = self.stats
+        return {
+            "uptime_s": round(time.time() - stats.started_s, 3),
+            "connections": {
+                "total": len(self.connections),
+                "handshaking": len(self.upgrades),
+                "per_route": per_route,
+            },
+            "accepted": stats.accepted,
+            "refused": stats.refused,
+            "messages_in": stats.messages_in,
+            "messages_out": stats.messages_out,
+            "bytes_in": stats.bytes_in,
+            "bytes_out": stats.bytes_out,
+        }
 
     # Running and stopping.
 

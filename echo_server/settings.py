@@ -23,3 +23,4 @@ class Settings:
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     certfile: str | None = None
     keyfile: str | None = None
+    notify_token: str | None = None  # lets other machines use /notify (loopback needs none)

@@ -3,8 +3,9 @@
 An `Upgrade` reads the request head within the size limits and the handshake timeout (the TLS
 handshake, when there is one, counts against the same timeout and never blocks the loop). A bad
 request is answered with its HTTP status and closed; a good one is handed to the server, which
-makes the route's `Connection`. The rules themselves live in handshake.py; this module only moves
-bytes and keeps time.
+makes the route's `Connection`. A plain HTTP request for one of the endpoints (/notify, /stats)
+is read with its body and answered. The rules live in handshake.py and endpoints.py; this module
+only moves bytes and keeps time.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from echo_server import handshake
-from echo_server.handshake import HandshakeError
+from echo_server import endpoints, handshake
+from echo_server.handshake import HandshakeError, Request
 from echo_server.loop import EVENT_READ, EVENT_WRITE
 from echo_server.sendbuffer import SendBuffer
 
@@ -31,6 +32,7 @@ class Upgrade:
         "_lingering",
         "_out",
         "_refused",
+        "_request",
         "_timer",
         "_tls_pending",
         "address",
@@ -45,7 +47,8 @@ class Upgrade:
         self._buffer = bytearray()
         self._out = SendBuffer(sock)
         self._tls_pending = isinstance(sock, ssl.SSLSocket)
-        self._refused = False  # answered with an error status: sending it
+        self._request: Request | None = None  # the parsed head, while its body is awaited
+        self._refused = False  # answered (an error, or a plain HTTP endpoint): sending it
         self._lingering = False  # error sent and write side shut: reading until the peer's EOF
         self._timer = server.loop.call_later(server.settings.handshake_timeout_s, self.on_timeout)
         server.loop.set_interest(sock, EVENT_READ, self.on_ready)
@@ -102,23 +105,43 @@ class Upgrade:
             return
         self._buffer += data
         try:
-            end = handshake.find_head_end(self._buffer, settings.max_request_head_bytes)
-            if end is None:
-                return
-            request = handshake.parse_request(bytes(self._buffer[:end]), settings.max_header_lines)
-            accept = handshake.check_upgrade(request, settings.allowed_origins)
+            if self._request is None:
+                end = handshake.find_head_end(self._buffer, settings.max_request_head_bytes)
+                if end is None:
+                    return
+                head = bytes(self._buffer[:end])
+                del self._buffer[:end]
+                self._request = handshake.parse_request(head, settings.max_header_lines)
+            self._proceed(self._request)
         except HandshakeError as error:
             self.refuse(error)
+
+    def _proceed(self, request: Request) -> None:
+        """The head is complete: answer a plain endpoint, or check and hand over an upgrade."""
+        if request.path in endpoints.PATHS and not handshake.is_upgrade(request):
+            if request.body_length > self.server.settings.max_message_bytes:
+                raise HandshakeError(413, "The message is too large.")
+            if len(self._buffer) < request.body_length:
+                return  # the rest of the body is still to come
+            body = bytes(self._buffer[: request.body_length])
+            self.respond(endpoints.answer(self.server, request, body, str(self.address[0])))
             return
+        accept = handshake.check_upgrade(request, self.server.settings.allowed_origins)
+        if request.path not in self.server.routes:
+            raise HandshakeError(404, f"No WebSocket route here; try {self.server.route_list()}.")
         self.server.loop.cancel(self._timer)
         self.server.loop.forget(self.sock)
-        self.server.upgrade(self, request, accept, bytes(self._buffer[end:]))
+        self.server.upgrade(self, request, accept, bytes(self._buffer))
 
     def refuse(self, error: HandshakeError) -> None:
         """Answer with the error's HTTP status, then close once it is sent."""
         log.info("refused %s: %d %s", self.address, error.status, error.message)
+        self.respond(error.response())
+
+    def respond(self, response: bytes) -> None:
+        """Send a complete HTTP response, then close once it is sent."""
         self._refused = True
-        self._out.write(error.response())
+        self._out.write(response)
         self._flush_and_close()
 
     def _flush_and_close(self) -> None:

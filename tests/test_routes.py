@@ -8,7 +8,7 @@ import random
 
 import pytest
 from support import ServerProcess
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 MIB = 1024 * 1024
@@ -86,11 +86,17 @@ def test_several_clients_at_once_each_get_only_their_own_echo(ws_server: ServerP
             assert ws.recv(TIMEOUT_S) == f"client {number}"
 
 
-@pytest.mark.parametrize("path", ["/", "/echo", "/any/other?x=1"])
-def test_paths_echo(ws_server: ServerProcess, path: str) -> None:
+@pytest.mark.parametrize("path", ["/", "/echo", "/echo?x=1"])
+def test_root_and_echo_paths_echo(ws_server: ServerProcess, path: str) -> None:
     with client(ws_server, path) as ws:
         ws.send(path)
         assert ws.recv(TIMEOUT_S) == path
+
+
+def test_an_unknown_path_is_refused_with_404(ws_server: ServerProcess) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        client(ws_server, "/no/such/route")
+    assert refused.value.response.status_code == 404
 
 
 def test_ping_from_client_gets_pong(ws_server: ServerProcess) -> None:

@@ -1,0 +1,56 @@
+"""Channels of subscribers, and publishing to all of them without letting one slow them down.
+
+A message is encoded into a frame once and the same bytes are queued for every subscriber. A
+subscriber whose unsent data is past its write limit when a message arrives is closed with 1008
+("too slow") instead of being given more: the others are never delayed and memory stays bounded.
+
+Not a message queue: nothing is kept for subscribers who are not connected.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from echo_server.frames import Opcode, frame_header
+
+if TYPE_CHECKING:
+    from echo_server.connection import Connection
+
+log = logging.getLogger("echo_server")
+
+
+def encode_message(data: str | bytes | bytearray | memoryview) -> bytes:
+    """One unmasked, unfragmented frame: text for `str`, binary otherwise."""
+    if isinstance(data, str):
+        payload: bytes | bytearray | memoryview = data.encode()
+        opcode = Opcode.TEXT
+    else:
+        payload, opcode = data, Opcode.BINARY
+    return frame_header(opcode, len(payload)) + payload
+
+
+class Hub:
+    def __init__(self) -> None:
+        # A dict per channel: a set that keeps subscription order, so delivery order is stable.
+        self._channels: dict[str, dict[Connection, None]] = {}
+
+    def subscribe(self, channel: str, connection: Connection) -> None:
+        self._channels.setdefault(channel, {})[connection] = None
+
+    def unsubscribe(self, channel: str, connection: Connection) -> None:
+        subscribers = self._channels.get(channel)
+        if subscribers is not None:
+            subscribers.pop(connection, None)
+
+    def count(self, channel: str) -> int:
+        return len(self._channels.get(channel, ()))
+
+    def publish(self, channel: str, data: str | bytes | bytearray | memoryview) -> int:
+        """Send `data` to every subscriber of `channel`; return how many were given it."""
+        subscribers = self._channels.get(channel)
+        if not subscribers:
+            return 0
+        frame = encode_message(data)
+        # A copy: a subscriber closed for being too slow unsubscribes during the loop.
+        return sum(connection.send_shared(frame) for connection in list(subscribers))
