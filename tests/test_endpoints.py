@@ -1,0 +1,555 @@
+"""Plain HTTP on the WebSocket port: `/notify` and `GET /stats`, and who may use `/notify`.
+
+The endpoints are spoken to as a user would: with `http.client`, and with the real `curl` the
+README's one-liners use when this machine has it (without curl the same requests are made with
+`http.client` alone; nothing is skipped). Messages are checked where they land, on real /chat
+clients. The rule that only this machine (or a holder of `--notify-token`) may notify is tested
+from a second host of our own: a network namespace joined to this one by a veth pair, with
+addresses from TEST-NET-2 (RFC 5737), so no traffic leaves the machine.
+
+`endpoints.is_loopback` and `endpoints.notify_allowed` are also tested directly, without sockets.
+The WebSocket routes themselves are in tests/test_push.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from conftest import StartServer
+from support import ServerProcess, http_exchange, status_of
+from websockets.sync.client import ClientConnection, connect
+
+from echo_server.endpoints import is_loopback, notify_allowed
+
+TIMEOUT_S = 10.0
+CURL = shutil.which("curl")
+# Every request goes through http.client; through curl as well when this machine has it.
+HTTP_CLIENTS = ["http.client", *(["curl"] if CURL else [])]
+TOKEN = "s3cret"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]  # names lower-cased; empty when the client was curl
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request(
+    port: int,
+    method: str,
+    target: str,
+    body: bytes | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One request to the server on 127.0.0.1 with http.client: one connection, then closed."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
+    try:
+        connection.request(method, target, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return Reply(
+            response.status,
+            response.read(),
+            {name.lower(): value for name, value in response.getheaders()},
+        )
+    finally:
+        connection.close()
+
+
+def curl(url: str, *options: str, stdin: bytes = b"") -> Reply:
+    """Run the real curl, as a README reader would; return the status and the body."""
+    assert CURL is not None
+    marker = "\n--status:"
+    argv = [CURL, "-sS", "--noproxy", "*", "--max-time", str(TIMEOUT_S)]
+    argv += ["--write-out", marker + "%{http_code}", *options, url]
+    completed = subprocess.run(
+        argv,
+        input=stdin,
+        capture_output=True,
+        timeout=TIMEOUT_S + 5,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr.decode(errors="replace")
+    body, _, status = completed.stdout.rpartition(marker.encode())
+    return Reply(int(status), body, {})
+
+
+def get(http_client: str, server: ServerProcess, target: str) -> Reply:
+    if http_client == "curl":
+        return curl(f"http://127.0.0.1:{server.port}{target}")
+    return request(server.port, "GET", target)
+
+
+def post(http_client: str, server: ServerProcess, target: str, body: bytes) -> Reply:
+    if http_client == "curl":
+        url = f"http://127.0.0.1:{server.port}{target}"
+        return curl(url, "--data-binary", "@-", stdin=body)
+    return request(server.port, "POST", target, body)
+
+
+def chat_client(server: ServerProcess) -> ClientConnection:
+    return connect(server.url("/chat"), open_timeout=TIMEOUT_S, compression=None, proxy=None)
+
+
+@contextlib.contextmanager
+def chat_clients(server: ServerProcess, count: int) -> Iterator[list[ClientConnection]]:
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(chat_client(server)) for _ in range(count)]
+
+
+def assert_nothing_was_delivered(ws: ClientConnection) -> None:
+    """The client's own next chat message is the first thing it gets back."""
+    ws.send("after")
+    assert ws.recv(TIMEOUT_S) == "after"
+
+
+# /notify: delivery.
+
+
+@pytest.mark.parametrize("http_client", HTTP_CLIENTS)
+def test_get_notify_sends_the_url_encoded_msg_to_every_chat_client(
+    ws_server: ServerProcess, http_client: str
+) -> None:
+    text = "Lunch is ready: 5 & 6 = ½ 🍕"
+    with chat_clients(ws_server, 3) as clients:
+        reply = get(http_client, ws_server, "/notify?msg=" + quote(text))
+        assert reply.status == 200
+        assert reply.json() == {"delivered": 3}
+        for ws in clients:
+            assert ws.recv(TIMEOUT_S) == text
+
+
+@pytest.mark.parametrize("http_client", HTTP_CLIENTS)
+def test_post_notify_sends_the_utf8_body_to_every_chat_client(
+    ws_server: ServerProcess, http_client: str
+) -> None:
+    text = "Grüße aus dem Labor, 世界 🌍\nzweite Zeile"
+    with chat_clients(ws_server, 2) as clients:
+        reply = post(http_client, ws_server, "/notify", text.encode())
+        assert reply.status == 200
+        assert reply.json() == {"delivered": 2}
+        for ws in clients:
+            message = ws.recv(TIMEOUT_S)
+            assert isinstance(message, str), "a notification arrives as text"
+            assert message == text
+
+
+def test_notify_answers_json_that_is_not_cached(ws_server: ServerProcess) -> None:
+    reply = request(ws_server.port, "GET", "/notify?msg=hi")
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.headers["cache-control"] == "no-store"
+
+
+def test_notify_with_no_chat_clients_delivers_to_none(ws_server: ServerProcess) -> None:
+    reply = request(ws_server.port, "POST", "/notify", b"anyone?")
+    assert reply.status == 200
+    assert reply.json() == {"delivered": 0}
+
+
+def test_notify_from_this_machine_ignores_a_wrong_token(start_server: StartServer) -> None:
+    server = start_server("ws", "--port", "0", "--notify-token", TOKEN)
+    with chat_clients(server, 1) as (ws,):
+        headers = {"Authorization": "Bearer not-the-token"}
+        reply = request(server.port, "POST", "/notify", b"local", headers=headers)
+        assert reply.json() == {"delivered": 1}
+        assert ws.recv(TIMEOUT_S) == "local"
+
+
+def test_notify_counts_and_reaches_only_chat_clients(ws_server: ServerProcess) -> None:
+    with (
+        chat_clients(ws_server, 2) as clients,
+        connect(ws_server.url("/echo"), open_timeout=TIMEOUT_S, proxy=None) as echo,
+        connect(ws_server.url("/stream"), open_timeout=TIMEOUT_S, proxy=None),
+    ):
+        reply = request(ws_server.port, "GET", "/notify?msg=chat%20only")
+        assert reply.json() == {"delivered": 2}
+        for ws in clients:
+            assert ws.recv(TIMEOUT_S) == "chat only"
+        echo.send("mine")
+        assert echo.recv(TIMEOUT_S) == "mine"
+
+
+def test_each_notification_arrives_once_and_in_order(ws_server: ServerProcess) -> None:
+    count = 20
+    with chat_clients(ws_server, 2) as clients:
+        for number in range(count):
+            assert request(ws_server.port, "POST", "/notify", str(number).encode()).status == 200
+        for ws in clients:
+            assert [ws.recv(TIMEOUT_S) for _ in range(count)] == [str(n) for n in range(count)]
+            assert_nothing_was_delivered(ws)
+
+
+# /notify: refusals.
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_notify_refuses_other_methods_with_405_and_allow(
+    ws_server: ServerProcess, method: str
+) -> None:
+    with chat_clients(ws_server, 1) as (ws,):
+        reply = request(ws_server.port, method, "/notify?msg=hi", b"hi")
+        assert reply.status == 405
+        assert reply.headers["allow"] == "GET, POST"
+        assert_nothing_was_delivered(ws)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body"),
+    [
+        ("GET", "/notify", None),
+        ("GET", "/notify?msg=", None),
+        ("GET", "/notify?message=hi", None),
+        ("POST", "/notify", b""),
+        ("POST", "/notify", b"\xff\xfe not UTF-8"),
+        ("POST", "/notify", "café".encode("latin-1")),
+    ],
+    ids=["get-no-msg", "get-empty-msg", "get-other-name", "post-empty", "post-ff-fe", "latin-1"],
+)
+def test_notify_without_a_valid_message_is_refused_with_400(
+    ws_server: ServerProcess, method: str, target: str, body: bytes | None
+) -> None:
+    with chat_clients(ws_server, 1) as (ws,):
+        reply = request(ws_server.port, method, target, body)
+        assert reply.status == 400
+        assert_nothing_was_delivered(ws)
+
+
+def test_a_notify_body_over_the_max_message_size_is_refused_with_413(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0", "--max-message-size", "16")
+    with chat_clients(server, 1) as (ws,):
+        reply = request(server.port, "POST", "/notify", b"x" * 17)
+        assert reply.status == 413
+        assert_nothing_was_delivered(ws)
+
+
+def test_a_notify_body_of_exactly_the_max_message_size_is_delivered(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0", "--max-message-size", "16")
+    with chat_clients(server, 1) as (ws,):
+        reply = request(server.port, "POST", "/notify", b"y" * 16)
+        assert reply.json() == {"delivered": 1}
+        assert ws.recv(TIMEOUT_S) == "y" * 16
+
+
+# GET /stats.
+
+
+@pytest.mark.parametrize("http_client", HTTP_CLIENTS)
+def test_get_stats_answers_the_statistics_as_json(
+    ws_server: ServerProcess, http_client: str
+) -> None:
+    with (
+        chat_clients(ws_server, 2),
+        connect(ws_server.url("/echo"), open_timeout=TIMEOUT_S, proxy=None) as echo,
+    ):
+        echo.send("counted")
+        assert echo.recv(TIMEOUT_S) == "counted"
+        reply = get(http_client, ws_server, "/stats")
+    assert reply.status == 200
+    stats = reply.json()
+    assert isinstance(stats["uptime_s"], int | float)
+    assert stats["uptime_s"] >= 0
+    connections = stats["connections"]
+    assert connections["total"] == 3
+    assert connections["per_route"]["/chat"] == 2
+    assert connections["per_route"]["/echo"] == 1
+    assert connections["per_route"]["/tick"] == 0
+    for name in ("messages_in", "messages_out", "bytes_in", "bytes_out"):
+        assert isinstance(stats[name], int), name
+    assert stats["messages_in"] >= 1
+    assert stats["messages_out"] >= 1
+    assert stats["bytes_in"] >= len("counted")
+    assert stats["bytes_out"] >= len("counted")
+
+
+def test_get_stats_answers_json_that_is_not_cached(ws_server: ServerProcess) -> None:
+    reply = request(ws_server.port, "GET", "/stats")
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.headers["cache-control"] == "no-store"
+
+
+def test_stats_counts_messages_and_bytes_as_they_pass(ws_server: ServerProcess) -> None:
+    before = request(ws_server.port, "GET", "/stats").json()
+    with connect(ws_server.url("/echo"), open_timeout=TIMEOUT_S, proxy=None) as echo:
+        for _ in range(5):
+            echo.send("x" * 100)
+            assert echo.recv(TIMEOUT_S) == "x" * 100
+        after = request(ws_server.port, "GET", "/stats").json()
+    assert after["messages_in"] - before["messages_in"] >= 5
+    assert after["messages_out"] - before["messages_out"] >= 5
+    assert after["bytes_in"] - before["bytes_in"] >= 500
+    assert after["bytes_out"] - before["bytes_out"] >= 500
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_stats_refuses_other_methods_with_405_and_allow(
+    ws_server: ServerProcess, method: str
+) -> None:
+    reply = request(ws_server.port, method, "/stats", b"")
+    assert reply.status == 405
+    assert reply.headers["allow"] == "GET"
+
+
+# Every other plain request.
+
+
+@pytest.mark.parametrize("target", ["/", "/echo", "/chat", "/tick", "/nope"])
+def test_any_other_plain_get_is_answered_426(ws_server: ServerProcess, target: str) -> None:
+    reply = request(ws_server.port, "GET", target)
+    assert reply.status == 426
+    assert reply.headers["upgrade"] == "websocket"
+
+
+def test_a_plain_request_answered_by_an_endpoint_then_closes(ws_server: ServerProcess) -> None:
+    raw = (
+        f"GET /stats HTTP/1.1\r\nHost: 127.0.0.1:{ws_server.port}\r\n\r\n"
+        f"GET /stats HTTP/1.1\r\nHost: 127.0.0.1:{ws_server.port}\r\n\r\n"
+    ).encode()
+    response = http_exchange(ws_server.port, raw)  # returns once the server closes
+    assert status_of(response) == 200
+    assert response.count(b"HTTP/1.1 ") == 1, "no keep-alive: one answer, then the close"
+
+
+# Who may notify: the rules, without sockets.
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "127.0.0.2", "127.255.255.254", "::1", "::ffff:127.0.0.1", "::1%lo"],
+)
+def test_loopback_addresses_are_loopback(host: str) -> None:
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "198.51.100.2",
+        "192.168.1.10",
+        "10.0.0.1",
+        "0.0.0.0",
+        "::",
+        "fe80::1%eth0",
+        "2001:db8::1",
+        "::ffff:192.168.1.10",
+        "::127.0.0.1",  # IPv4-compatible, deprecated: not the IPv4-mapped loopback
+        "localhost",
+        "",
+    ],
+)
+def test_other_addresses_and_names_are_not_loopback(host: str) -> None:
+    assert not is_loopback(host)
+
+
+@pytest.mark.parametrize("peer", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
+def test_notify_is_allowed_from_loopback_without_any_token(peer: str) -> None:
+    assert notify_allowed(peer, None, None)
+    assert notify_allowed(peer, None, TOKEN)
+    assert notify_allowed(peer, "Bearer wrong", TOKEN)
+
+
+@pytest.mark.parametrize("authorization", ["Bearer s3cret", "bearer s3cret", "BEARER s3cret"])
+def test_notify_is_allowed_from_elsewhere_with_the_bearer_token(authorization: str) -> None:
+    assert notify_allowed("198.51.100.2", authorization, TOKEN)
+    assert notify_allowed("::ffff:198.51.100.2", authorization, TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "token"),
+    [
+        (None, TOKEN),
+        ("", TOKEN),
+        ("Bearer", TOKEN),
+        ("Bearer ", TOKEN),
+        ("Bearer wrong", TOKEN),
+        ("Bearer s3cre", TOKEN),
+        ("Bearer s3cret2", TOKEN),
+        ("Bearer S3CRET", TOKEN),
+        ("Basic s3cret", TOKEN),
+        ("Token s3cret", TOKEN),
+        ("s3cret", TOKEN),
+        ("Bearer s3cret", None),
+        ("Bearer s3cret", ""),
+        ("Bearer ", ""),
+        ("Bearer", ""),
+    ],
+)
+def test_notify_is_refused_from_elsewhere_without_the_right_bearer_token(
+    authorization: str | None, token: str | None
+) -> None:
+    assert not notify_allowed("198.51.100.2", authorization, token)
+
+
+# Who may notify: from another host, a network namespace of our own.
+
+
+@dataclass
+class NamespaceHost:
+    """A second host: a network namespace linked to this one by a veth pair."""
+
+    name: str
+    server_address: str  # this side of the link: the server binds here
+    client_address: str  # the namespace's side: requests from it are not loopback
+
+    def request(
+        self, port: int, method: str, target: str, body: bytes, headers: dict[str, str]
+    ) -> Reply:
+        """Make an HTTP request from inside the namespace, with the same http.client."""
+        argv = [
+            *("ip", "netns", "exec", self.name, sys.executable, "-c", NAMESPACE_CLIENT),
+            *(self.server_address, str(port), method, target, json.dumps(headers)),
+        ]
+        completed = subprocess.run(
+            argv, input=body, capture_output=True, timeout=TIMEOUT_S + 10, check=False
+        )
+        assert completed.returncode == 0, completed.stderr.decode(errors="replace")
+        answer = json.loads(completed.stdout)
+        return Reply(answer["status"], answer["body"].encode(), answer["headers"])
+
+
+NAMESPACE_CLIENT = """
+import http.client, json, sys
+host, port, method, target, headers = sys.argv[1:]
+connection = http.client.HTTPConnection(host, int(port), timeout=10)
+connection.request(method, target, body=sys.stdin.buffer.read(), headers=json.loads(headers))
+response = connection.getresponse()
+print(json.dumps({
+    "status": response.status,
+    "body": response.read().decode(errors="replace"),
+    "headers": {name.lower(): value for name, value in response.getheaders()},
+}))
+"""
+
+
+def ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", *args], capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+    )
+
+
+def free_test_net_2_pair() -> tuple[str, str]:
+    """Two addresses of a /30 in 198.51.100.0/24 that no interface here uses yet.
+
+    The start depends on the PID, so that two test runs on one machine pick different links.
+    """
+    in_use = ip("-o", "-4", "addr", "show").stdout
+    for offset in range(63):
+        base = 4 * (1 + (os.getpid() + offset) % 63)
+        pair = (f"198.51.100.{base + 1}", f"198.51.100.{base + 2}")
+        if f" {pair[0]}/" not in in_use and f" {pair[1]}/" not in in_use:
+            return pair
+    raise AssertionError("no free /30 left in 198.51.100.0/24")
+
+
+def set_up_namespace(name: str, outside: str, inside: str, addresses: tuple[str, str]) -> None:
+    steps: Sequence[Sequence[str]] = [
+        ("link", "add", outside, "type", "veth", "peer", "name", inside),
+        ("link", "set", inside, "netns", name),
+        ("addr", "add", f"{addresses[0]}/30", "dev", outside),
+        ("link", "set", outside, "up"),
+        ("netns", "exec", name, "ip", "addr", "add", f"{addresses[1]}/30", "dev", inside),
+        ("netns", "exec", name, "ip", "link", "set", inside, "up"),
+    ]
+    for step in steps:
+        done = ip(*step)
+        assert done.returncode == 0, f"ip {' '.join(step)}: {done.stderr.strip()}"
+
+
+@pytest.fixture
+def namespace_host() -> Iterator[NamespaceHost]:
+    pid = os.getpid()
+    name = f"echo-test-{pid}"
+    outside, inside = f"evh{pid}"[:15], f"evn{pid}"[:15]  # interface names: at most 15 bytes
+    created = ip("netns", "add", name)
+    if created.returncode != 0:
+        reason = f"cannot create a network namespace (ip netns add): {created.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run these tests as root or with CAP_NET_ADMIN")
+        pytest.skip(reason)
+    try:
+        addresses = free_test_net_2_pair()
+        set_up_namespace(name, outside, inside, addresses)
+        yield NamespaceHost(name, *addresses)
+    finally:
+        # Deleting the namespace destroys its end of the pair, and with it ours; the explicit
+        # delete covers a pair whose end never made it into the namespace.
+        ip("netns", "delete", name)
+        ip("link", "delete", outside)
+        assert name not in ip("netns", "list").stdout.split(), f"namespace {name} left behind"
+
+
+def start_on(start_server: StartServer, host: NamespaceHost, *options: str) -> ServerProcess:
+    return start_server("ws", "--port", "0", "--host", host.server_address, *options)
+
+
+def test_the_namespace_peer_is_not_loopback(namespace_host: NamespaceHost) -> None:
+    assert not is_loopback(namespace_host.client_address)
+
+
+def test_notify_from_another_host_is_refused_with_403_when_no_token_is_set(
+    start_server: StartServer, namespace_host: NamespaceHost
+) -> None:
+    server = start_on(start_server, namespace_host)
+    with chat_client(server) as ws:
+        reply = namespace_host.request(server.port, "POST", "/notify", b"from the LAN", {})
+        assert reply.status == 403
+        assert_nothing_was_delivered(ws)
+
+
+def test_notify_from_another_host_without_a_token_is_refused_with_403(
+    start_server: StartServer, namespace_host: NamespaceHost
+) -> None:
+    server = start_on(start_server, namespace_host, "--notify-token", TOKEN)
+    with chat_client(server) as ws:
+        reply = namespace_host.request(server.port, "GET", "/notify?msg=hello", b"", {})
+        assert reply.status == 403
+        assert_nothing_was_delivered(ws)
+
+
+def test_notify_from_another_host_with_the_right_bearer_token_is_delivered(
+    start_server: StartServer, namespace_host: NamespaceHost
+) -> None:
+    server = start_on(start_server, namespace_host, "--notify-token", TOKEN)
+    with chat_client(server) as ws:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        reply = namespace_host.request(server.port, "POST", "/notify", b"from the LAN", headers)
+        assert reply.status == 200
+        assert reply.json() == {"delivered": 1}
+        assert ws.recv(TIMEOUT_S) == "from the LAN"
+
+
+def test_notify_from_another_host_with_a_wrong_token_is_refused_with_403(
+    start_server: StartServer, namespace_host: NamespaceHost
+) -> None:
+    server = start_on(start_server, namespace_host, "--notify-token", TOKEN)
+    with chat_client(server) as ws:
+        headers = {"Authorization": "Bearer not-the-token"}
+        reply = namespace_host.request(server.port, "POST", "/notify", b"from the LAN", headers)
+        assert reply.status == 403
+        assert_nothing_was_delivered(ws)
+
+
+def test_a_plain_request_from_another_host_still_gets_426(
+    start_server: StartServer, namespace_host: NamespaceHost
+) -> None:
+    server = start_on(start_server, namespace_host)
+    reply = namespace_host.request(server.port, "GET", "/", b"", {})
+    assert reply.status == 426
