@@ -44,7 +44,7 @@ from echo_server.frames import (
     frame_header,
 )
 from echo_server.loop import EVENT_READ, EVENT_WRITE, Timer
-from echo_server.sendbuffer import SendBuffer
+from echo_server.sendbuffer import Buffer, SendBuffer
 
 if TYPE_CHECKING:
     from echo_server.handshake import Request
@@ -76,6 +76,8 @@ class Connection(WebSocket):
         settings = server.settings
         self._reader = FrameReader(max_message_bytes=settings.max_message_bytes)
         self._out = SendBuffer(sock)
+        # While the events of one read are handled, frames gather here and leave in one send.
+        self._corked: list[Buffer] | None = None
         self._write_limit = settings.write_limit_bytes
         self._reading_paused = False
         self._interest = 0
@@ -185,9 +187,10 @@ class Connection(WebSocket):
             self._fail(error.code, error.reason)
             return
         self.server.stats.bytes_in += len(data)
+        self._corked = []
         for event in events:
             if self.phase is Phase.CLOSED or self.phase is Phase.DRAINING:
-                return
+                break
             if type(event) is Message:
                 if self.phase is Phase.OPEN:  # after our close frame, messages are dropped
                     self.server.stats.messages_in += 1
@@ -201,6 +204,7 @@ class Connection(WebSocket):
                 self._on_pong(event.payload)
             elif type(event) is Close:
                 self._on_close_frame(event)
+        self._uncork()
 
     def _on_close_frame(self, event: Close) -> None:
         if self.phase is Phase.OPEN:
@@ -298,6 +302,11 @@ class Connection(WebSocket):
 
     # Writing.
 
+    def _uncork(self) -> None:
+        parts, self._corked = self._corked, None
+        if parts:
+            self._queue(*parts)
+
     def _send_frame(
         self, opcode: Opcode, payload: bytes | bytearray | memoryview, fin: bool = True
     ) -> None:
@@ -305,17 +314,25 @@ class Connection(WebSocket):
             return  # nothing may follow our close frame
         self.server.stats.messages_out += 1
         self.server.stats.bytes_out += len(payload)
-        self._queue(frame_header(opcode, len(payload), fin=fin) + payload)
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)  # the caller may reuse its buffer once this returns
+        self._queue(frame_header(opcode, len(payload), fin=fin), payload)
 
-    def _queue(self, data: bytes) -> None:
+    def _queue(self, *parts: Buffer) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        if self._corked is not None:
+            self._corked += parts
+            return
         try:
-            self._out.write(data)
+            self._out.write(parts)
         except OSError:
             self._drop()
             return
         self._update_interest()
 
     def _flush(self) -> None:
+        self._uncork()
         try:
             self._out.flush()
         except OSError:

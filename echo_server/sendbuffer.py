@@ -1,8 +1,11 @@
 """A socket's outgoing bytes: sent at once when the kernel takes them, queued when it does not.
 
-The owner asks `write()` to send; what the kernel does not take waits here until the socket is
-writable again and `flush()` is called. `size` is what the back-pressure and slow-consumer limits
-look at. It never blocks and never loops on a full socket.
+The owner asks `write()` to send some buffers (a frame header and its payload, or everything a
+read produced); what the kernel does not take waits here until the socket is writable again and
+`flush()` is called. On a plain socket the buffers go out in one `sendmsg` call without being
+joined (no copy of a large payload); TLS sockets take one buffer at a time, and a buffer TLS
+refused is offered again unchanged, as OpenSSL requires after a want-write. `size` is what the
+back-pressure and slow-consumer limits look at. It never blocks and never loops on a full socket.
 """
 
 from __future__ import annotations
@@ -10,58 +13,74 @@ from __future__ import annotations
 import socket
 import ssl
 from collections import deque
+from collections.abc import Sequence
+from itertools import islice
 
 # What a non-blocking send raises when the kernel (or TLS) cannot take more right now.
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
+# Buffers per sendmsg call: Linux's IOV_MAX is 1024.
+MAX_BUFFERS_PER_SEND = 512
+
+Buffer = bytes | bytearray | memoryview
 
 
 class SendBuffer:
-    __slots__ = ("_chunks", "_sock", "size")
+    __slots__ = ("_chunks", "_gather", "_sock", "size")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._chunks: deque[memoryview] = deque()
+        self._gather = not isinstance(sock, ssl.SSLSocket)
+        self._chunks: deque[Buffer] = deque()
         self.size = 0
 
     def __bool__(self) -> bool:
         return self.size > 0
 
-    def write(self, data: bytes) -> None:
-        """Send `data` now if nothing is queued before it; queue what the kernel did not take.
+    def write(self, parts: Sequence[Buffer]) -> None:
+        """Send `parts` now if nothing is queued before them; queue what the kernel did not take.
 
         Raises OSError when the socket is dead (the caller drops the connection).
         """
-        view = memoryview(data)
-        if not self._chunks:
-            try:
-                sent = self._sock.send(view)
-            except WOULD_BLOCK:
-                sent = 0
-            if sent == len(view):
-                return
-            view = view[sent:]
-        self._chunks.append(view)
-        self.size += len(view)
+        waiting = bool(self._chunks)
+        for part in parts:
+            if part:
+                self._chunks.append(part)
+                self.size += len(part)
+        if not waiting:
+            self.flush()
 
     def flush(self) -> None:
         """Send queued bytes until the queue is empty or the kernel is full.
 
-        A chunk TLS refused is retried unchanged, as OpenSSL requires after a want-write.
         Raises OSError when the socket is dead.
         """
         chunks = self._chunks
         while chunks:
-            head = chunks[0]
             try:
-                sent = self._sock.send(head)
+                if self._gather:
+                    batch = list(islice(chunks, MAX_BUFFERS_PER_SEND))
+                    wanted = sum(map(len, batch))
+                    sent = self._sock.sendmsg(batch)
+                else:
+                    wanted = len(chunks[0])
+                    sent = self._sock.send(chunks[0])
             except WOULD_BLOCK:
                 return
-            self.size -= sent
-            if sent == len(head):
+            self._consume(sent)
+            if sent < wanted:
+                return  # the kernel is full: wait until the socket is writable
+
+    def _consume(self, sent: int) -> None:
+        self.size -= sent
+        chunks = self._chunks
+        while sent:
+            head = chunks[0]
+            if sent >= len(head):
+                sent -= len(head)
                 chunks.popleft()
             else:
-                chunks[0] = head[sent:]
-                return
+                chunks[0] = memoryview(head)[sent:]
+                sent = 0
 
     def clear(self) -> None:
         self._chunks.clear()

@@ -141,7 +141,7 @@ class Upgrade:
     def respond(self, response: bytes) -> None:
         """Send a complete HTTP response, then close once it is sent."""
         self._refused = True
-        self._out.write(response)
+        self._out.write([response])
         self._flush_and_close()
 
     def _flush_and_close(self) -> None:
