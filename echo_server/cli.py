@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,16 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from echo_server import defaults, netinfo
+from echo_server import client, defaults, netinfo
+from echo_server.arguments import (
+    OneLineParser,
+    byte_size,
+    existing_dir,
+    existing_file,
+    port_number,
+    positive_int,
+    seconds,
+)
 from echo_server.server import Server
 from echo_server.settings import Settings
 from echo_server.web import make_server
@@ -25,70 +33,6 @@ from echo_server.web import make_server
 PROG = "echo-server"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "www"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is a single line (and exit status 2), never a usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def port_number(text: str) -> int:
-    try:
-        port = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {port}")
-    return port
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < 1e6:
-        raise argparse.ArgumentTypeError(f"seconds must be above 0: {text}")
-    return value
-
-
-SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2}
-
-
-def byte_size(text: str) -> int:
-    """Parse `4096`, `64KiB`, `1MiB` (K and M are accepted for KiB and MiB)."""
-    digits = text.strip().rstrip("bBiIkKmM")
-    unit = text.strip()[len(digits) :].lower()
-    if not digits.isdigit() or unit not in SIZE_UNITS:
-        raise argparse.ArgumentTypeError(f"not a size in bytes (like 65536 or 1MiB): {text!r}")
-    value = int(digits) * SIZE_UNITS[unit]
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"size must be at least 1 byte: {text!r}")
-    return value
-
-
-def existing_file(text: str) -> str:
-    if not os.path.isfile(text):
-        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
-    return text
-
-
-def existing_dir(text: str) -> Path:
-    if not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
-    return Path(text)
 
 
 def add_bind_options(parser: argparse.ArgumentParser, port: int, what: str) -> None:
@@ -206,6 +150,10 @@ def build_parser() -> OneLineParser:
         help=f"WebSocket port (default {defaults.WS_PORT})",
     )
     add_ws_options(demo)
+
+    client.add_arguments(
+        commands.add_parser("client", help="a terminal WebSocket client, like wscat")
+    )
     return parser
 
 
@@ -345,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ws": lambda: run_ws(args),
         "web": lambda: run_web(args),
         "demo": lambda: run_demo(args, argv),
+        "client": lambda: client.run(args),
     }
     try:
         return commands[args.command]()
