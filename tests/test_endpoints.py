@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,7 @@ from conftest import StartServer
 from support import ServerProcess, http_exchange, status_of
 from websockets.sync.client import ClientConnection, connect
 
-from echo_server.endpoints import is_loopback, notify_allowed
+from echo_server.endpoints import is_loopback, names_this_machine, notify_allowed
 
 TIMEOUT_S = 10.0
 CURL = shutil.which("curl")
@@ -116,6 +117,44 @@ def assert_nothing_was_delivered(ws: ClientConnection) -> None:
     """The client's own next chat message is the first thing it gets back."""
     ws.send("after")
     assert ws.recv(TIMEOUT_S) == "after"
+
+
+# /notify and browsers: forged requests from other sites, and DNS rebinding.
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Host": "rebound.evil.example:8001"},
+        {"Host": "rebound.evil.example:8001", "Origin": "http://rebound.evil.example"},
+    ],
+)
+def test_notify_from_a_page_of_another_site_is_refused_with_403(
+    ws_server: ServerProcess, headers: dict[str, str]
+) -> None:
+    with chat_client(ws_server) as ws:
+        reply = request(ws_server.port, "POST", "/notify", b"forged", headers=headers)
+        assert reply.status == 403
+        assert_nothing_was_delivered(ws)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-site"},
+        {"Host": "localhost", "Sec-Fetch-Site": "same-origin"},
+    ],
+)
+def test_notify_from_this_machines_own_page_is_delivered(
+    ws_server: ServerProcess, headers: dict[str, str]
+) -> None:
+    with chat_client(ws_server) as ws:
+        reply = request(ws_server.port, "POST", "/notify", b"from our page", headers=headers)
+        assert reply.status == 200
+        assert ws.recv(TIMEOUT_S) == "from our page"
 
 
 # /notify: delivery.
@@ -361,15 +400,32 @@ def test_other_addresses_and_names_are_not_loopback(host: str) -> None:
 
 @pytest.mark.parametrize("peer", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
 def test_notify_is_allowed_from_loopback_without_any_token(peer: str) -> None:
-    assert notify_allowed(peer, None, None)
-    assert notify_allowed(peer, None, TOKEN)
-    assert notify_allowed(peer, "Bearer wrong", TOKEN)
+    assert notify_allowed(peer, "127.0.0.1:8001", None, None)
+    assert notify_allowed(peer, "localhost:8001", None, TOKEN)
+    assert notify_allowed(peer, "[::1]:8001", "Bearer wrong", TOKEN)
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1:8001", "[::1]:8001", "LOCALHOST:80"])
+def test_this_machines_names_name_it(host: str) -> None:
+    assert names_this_machine(host)
+    assert names_this_machine(f"{socket.gethostname()}:8001")
+
+
+@pytest.mark.parametrize("host", ["evil.example:8001", "127.0.0.1.evil.example", "", None])
+def test_other_names_do_not_name_this_machine(host: str | None) -> None:
+    assert not names_this_machine(host)
+
+
+def test_notify_from_loopback_addressed_by_another_name_needs_the_token() -> None:
+    # A page that points its own DNS name at 127.0.0.1 (DNS rebinding) sends that name as Host.
+    assert not notify_allowed("127.0.0.1", "rebound.evil.example:8001", None, TOKEN)
+    assert notify_allowed("127.0.0.1", "rebound.evil.example:8001", "Bearer s3cret", TOKEN)
 
 
 @pytest.mark.parametrize("authorization", ["Bearer s3cret", "bearer s3cret", "BEARER s3cret"])
 def test_notify_is_allowed_from_elsewhere_with_the_bearer_token(authorization: str) -> None:
-    assert notify_allowed("198.51.100.2", authorization, TOKEN)
-    assert notify_allowed("::ffff:198.51.100.2", authorization, TOKEN)
+    assert notify_allowed("198.51.100.2", "198.51.100.1:8001", authorization, TOKEN)
+    assert notify_allowed("::ffff:198.51.100.2", "198.51.100.1:8001", authorization, TOKEN)
 
 
 @pytest.mark.parametrize(
@@ -395,7 +451,7 @@ def test_notify_is_allowed_from_elsewhere_with_the_bearer_token(authorization: s
 def test_notify_is_refused_from_elsewhere_without_the_right_bearer_token(
     authorization: str | None, token: str | None
 ) -> None:
-    assert not notify_allowed("198.51.100.2", authorization, token)
+    assert not notify_allowed("198.51.100.2", "198.51.100.1:8001", authorization, token)
 
 
 # Who may notify: from another host, a network namespace of our own.
