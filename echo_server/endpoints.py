@@ -95,6 +95,8 @@ def notify_message(request: Request, body: bytes) -> str:
             message = body.decode()
         except UnicodeDecodeError:
             raise HandshakeError(400, "The message must be UTF-8 text.") from None
+        # `echo text | curl --data-binary @- ...` ends the body with the line's newline.
+        message = message.removesuffix("\n").removesuffix("\r")
     else:
         values = parse_qs(request.query, keep_blank_values=True).get("msg", [])
         message = values[0] if len(values) == 1 else ""

@@ -160,6 +160,13 @@ def test_notify_from_this_machines_own_page_is_delivered(
 # /notify: delivery.
 
 
+def test_a_posted_line_arrives_without_its_newline(ws_server: ServerProcess) -> None:
+    with chat_client(ws_server) as ws:
+        reply = request(ws_server.port, "POST", "/notify", b"Backup done\r\n")
+        assert reply.json() == {"delivered": 1}
+        assert ws.recv(TIMEOUT_S) == "Backup done"
+
+
 @pytest.mark.parametrize("http_client", HTTP_CLIENTS)
 def test_get_notify_sends_the_url_encoded_msg_to_every_chat_client(
     ws_server: ServerProcess, http_client: str
