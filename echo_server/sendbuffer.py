@@ -41,6 +41,15 @@ class SendBuffer:
 
         Raises OSError when the socket is dead (the caller drops the connection).
         """
+        if not self._chunks and len(parts) == 1:
+            # The common case, one buffer and nothing waiting: no queue work unless needed.
+            try:
+                sent = self._sock.send(parts[0])
+            except WOULD_BLOCK:
+                sent = 0
+            if sent == len(parts[0]):
+                return
+            parts = [memoryview(parts[0])[sent:]]
         waiting = bool(self._chunks)
         for part in parts:
             if part:
