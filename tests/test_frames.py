@@ -7,6 +7,7 @@ RFC 6455 section 5.7 and against the independent encoder of the `websockets` pac
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from itertools import pairwise
 
 import pytest
@@ -16,6 +17,7 @@ from websockets.frames import Close as WsClose
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode as WsOpcode
 
+from echo_server import frames
 from echo_server.frames import (
     Close,
     CloseCode,
@@ -31,6 +33,7 @@ from echo_server.frames import (
     frame_header,
     is_valid_close_code,
     unmask,
+    unmask_python,
 )
 
 MASK = b"abcd"
@@ -198,9 +201,26 @@ def test_encode_close_refuses_code_a_peer_may_not_receive(code: int) -> None:
 @pytest.mark.parametrize(
     "size", [0, 1, 3, 4, 5, 125, 1023, 1024, 1025, 65535, 65536, 65537, 200_003]
 )
-def test_unmask_xors_each_byte_with_mask_byte_at_its_position(size: int) -> None:
+@pytest.mark.parametrize("implementation", [unmask, unmask_python])
+def test_unmask_xors_each_byte_with_mask_byte_at_its_position(
+    size: int, implementation: Callable[[bytes, bytes], bytes]
+) -> None:
     payload = random.Random(size).randbytes(size)
-    assert unmask(payload, b"\x01\x80\xfe\x37") == reference_unmask(payload, b"\x01\x80\xfe\x37")
+    mask = b"\x01\x80\xfe\x37"
+    assert implementation(payload, mask) == reference_unmask(payload, mask)
+
+
+def test_the_pure_python_fallback_reads_the_same_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where websockets' C apply_mask cannot be imported, the reader unmasks in Python.
+    monkeypatch.setattr(frames, "_apply_mask_c", None)
+    rng = random.Random(7)
+    for size in (0, 5, 125, 126, 4096, 70_000):
+        payload = rng.randbytes(size)
+        wire = encode_frame(Opcode.BINARY, payload, mask=b"\x9a\x01\xff\x42")
+        assert FrameReader().feed(wire) == [Message(payload)]
+    assert FrameReader().feed(encode_frame(Opcode.TEXT, b"short", mask=b"abcd")) == [
+        Message("short")
+    ]
 
 
 def test_unmask_accepts_bytearray_and_memoryview() -> None:
