@@ -15,6 +15,10 @@ the one place where upstream behaviour is overridden:
 - `close` starts a real closing handshake bounded by a close timeout, and the server pings.
 - a handler exception, which upstream swallows by dropping the client silently, is logged with
   its traceback and the client is closed with 1011.
+- `__init__` is not called: it allocates the state of upstream's per-byte parser (a queue, a
+  UTF-8 decoder, buffers, some twenty fields), about 1 KiB per connection that nothing uses.
+  The attributes of the handler API are set here instead: `server`, `client`, `address`,
+  `request`, `data`, `opcode`, `handshaked`, `closed`, `usingssl`.
 
 Data in `handle()`: `str` for a text message, `bytes` for a binary one (upstream gave a
 `bytearray`). The handshake happens before a Connection exists (see upgrade.py).
@@ -67,11 +71,17 @@ class Connection(WebSocket):
     """One WebSocket client. Subclass it and override `handle()`; see the module docstring."""
 
     def __init__(self, server: Server, sock: socket.socket, address: Any, request: Request) -> None:
-        super().__init__(server, sock, address)
+        # Not super().__init__(): see the module docstring.
         self.server: Server = server
+        self.client = sock
+        self.address = address
         self.request = request  # echo_server.handshake.Request: .path, .query, .headers
-        self.route = request.path  # the path that chose this handler, for statistics
+        self.data: str | bytes = ""
+        self.opcode = Opcode.TEXT
         self.handshaked = True
+        self.closed = False
+        self.usingssl = isinstance(sock, ssl.SSLSocket)
+        self.route = request.path  # the path that chose this handler, for statistics
         self.fd = sock.fileno()  # the server's key for this connection, kept after close
         self.phase = Phase.OPEN
         settings = server.settings

@@ -22,6 +22,7 @@ WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSL
 MAX_BUFFERS_PER_SEND = 512
 
 Buffer = bytes | bytearray | memoryview
+NOTHING_QUEUED: deque[Buffer] = deque(maxlen=0)  # shared, always empty: appending is a bug
 
 
 class SendBuffer:
@@ -30,7 +31,8 @@ class SendBuffer:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._gather = not isinstance(sock, ssl.SSLSocket)
-        self._chunks: deque[Buffer] = deque()
+        # Most writes go out at once: the queue is made the first time one does not.
+        self._chunks: deque[Buffer] = NOTHING_QUEUED
         self.size = 0
 
     def __bool__(self) -> bool:
@@ -51,6 +53,8 @@ class SendBuffer:
                 return
             parts = [memoryview(parts[0])[sent:]]
         waiting = bool(self._chunks)
+        if self._chunks is NOTHING_QUEUED:
+            self._chunks = deque()
         for part in parts:
             if part:
                 self._chunks.append(part)
