@@ -174,11 +174,17 @@ class Connection(WebSocket):
 
     def _read(self) -> None:
         sock = self.client
+        data: bytes | memoryview
         try:
-            data = sock.recv(self.server.recv_chunk_bytes)
-            # TLS may hold decrypted bytes that select() cannot see: take them now.
-            while isinstance(sock, ssl.SSLSocket) and sock.pending() and data:
-                data += sock.recv(sock.pending())
+            if isinstance(sock, ssl.SSLSocket):
+                data = sock.recv(len(self.server.recv_buffer))
+                # TLS may hold decrypted bytes that select() cannot see: take them now.
+                while sock.pending() and data:
+                    data += sock.recv(sock.pending())
+            else:
+                # Into the server's one receive buffer: no allocation per read. The frame
+                # reader copies what it keeps, so the buffer is free again when this returns.
+                data = self.server.recv_buffer[: sock.recv_into(self.server.recv_buffer)]
         except RECV_WOULD_BLOCK:
             return
         except OSError:
@@ -191,7 +197,7 @@ class Connection(WebSocket):
             return  # after the close handshake, bytes are read only to find the EOF
         self._receive(data)
 
-    def _receive(self, data: bytes) -> None:
+    def _receive(self, data: bytes | memoryview) -> None:
         try:
             events = self._reader.feed(data)
         except ProtocolError as error:

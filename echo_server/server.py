@@ -100,7 +100,7 @@ class Server(WebSocketServer):
         self.settings = settings
         self.loop = loop or Loop()
         self.stats = Stats()
-        self.recv_chunk_bytes = defaults.RECV_CHUNK_BYTES
+        self.recv_buffer = memoryview(bytearray(defaults.RECV_CHUNK_BYTES))
         self.routes = dict(ROUTES if routes is None else routes)
         self.websocketclass = next(iter(self.routes.values()))  # upstream's one handler class
         self.hub = Hub()
