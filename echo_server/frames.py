@@ -385,13 +385,7 @@ class FrameReader:
                         payload = (from_bytes(data[start:stop], "little") ^ mask_int).to_bytes(
                             length, "little"
                         )
-                    if first == _FIN_TEXT:
-                        try:
-                            events.append(Message(payload.decode()))
-                        except UnicodeDecodeError:
-                            raise _invalid_utf8() from None
-                    else:
-                        events.append(Message(payload))
+                    events.append(_whole_message(first == _FIN_TEXT, payload))
                     pos = stop
                     continue
             fin = first & _FIN
@@ -463,13 +457,7 @@ class FrameReader:
                 # The common case: a whole unfragmented message in hand.
                 raw = data[start:stop]
                 payload = unmask(raw, mask) if mask is not None else bytes(raw)
-                if opcode == _TEXT:
-                    try:
-                        events.append(Message(payload.decode()))
-                    except UnicodeDecodeError:
-                        raise _invalid_utf8() from None
-                else:
-                    events.append(Message(payload))
+                events.append(_whole_message(opcode == _TEXT, payload))
                 pos = stop
                 continue
 
@@ -530,6 +518,16 @@ class FrameReader:
         self._message_opcode = 0
         self._message_bytes = 0
         return Message(data)
+
+
+def _whole_message(is_text: bool, payload: bytes) -> Message:
+    """A message that came in one frame: text is decoded, strictly."""
+    if not is_text:
+        return Message(payload)
+    try:
+        return Message(payload.decode())
+    except UnicodeDecodeError:
+        raise _invalid_utf8() from None
 
 
 def _invalid_utf8() -> ProtocolError:
