@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from browser import fresh_page, launch_chromium
+from playwright.sync_api import Browser, Page
 from support import ServerProcess, start
 
 StartServer = Callable[..., ServerProcess]
@@ -36,3 +38,30 @@ def ws_server(start_server: StartServer) -> ServerProcess:
 def web_server(start_server: StartServer, ws_server: ServerProcess) -> ServerProcess:
     """The page server on a free port, pointing the page at `ws_server`."""
     return start_server("web", "--port", "0", "--ws-port", str(ws_server.port))
+
+
+# The browser tests: one pair of servers and one Chromium per module, a fresh page per test.
+
+
+@pytest.fixture(scope="module")
+def shared_ws_server() -> Iterator[ServerProcess]:
+    server = start(["ws", "--port", "0"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_web_server(shared_ws_server: ServerProcess) -> Iterator[ServerProcess]:
+    server = start(["web", "--port", "0", "--ws-port", str(shared_ws_server.port)])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    yield from launch_chromium()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    yield from fresh_page(browser)

@@ -13,7 +13,6 @@ go to tests/artifacts/ for a person to look at.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from collections.abc import Iterator
@@ -22,86 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import ARTIFACTS, PHONE, RECORD_CSP_VIOLATIONS, WAIT_MS
 from conftest import StartServer
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
     Page,
-    ViewportSize,
     expect,
-    sync_playwright,
 )
-from support import ServerProcess, start
+from support import ServerProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WWW = Path(__file__).resolve().parent.parent / "www"
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-WAIT_MS = 10_000
-DESKTOP: ViewportSize = {"width": 1100, "height": 900}
-PHONE: ViewportSize = {"width": 360, "height": 740}
 MAX_TAB_PRESSES = 20
 RTT_RE = re.compile(r"^\d+(\.\d)? ms$")
 STAMP_RE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$")
-
-
-# One pair of servers for the module: starting two processes per test would be most of its time.
-# A test that stops a server starts its own pair with `start_server`.
-
-
-@pytest.fixture(scope="module")
-def ws_server() -> Iterator[ServerProcess]:
-    server = start(["ws", "--port", "0"])
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def web_server(ws_server: ServerProcess) -> Iterator[ServerProcess]:
-    server = start(["web", "--port", "0", "--ws-port", str(ws_server.port)])
-    yield server
-    server.stop()
-
-
-# Runs before the page's own script; collects what the Content-Security-Policy blocked.
-RECORD_CSP_VIOLATIONS = """
-window.cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.cspViolations.push(event.violatedDirective + " blocked " + event.blockedURI);
-});
-"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the whole module; each test gets a fresh context (cookies, cache)."""
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is not installed (apt-get install chromium); the page is untested"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP, color_scheme="light")
-    context.set_default_timeout(WAIT_MS)
-    yield context.new_page()
-    context.close()
 
 
 @pytest.fixture
@@ -113,9 +46,9 @@ def closed_port() -> int:
     return port
 
 
-def open_page(page: Page, web_server: ServerProcess, query: str = "") -> None:
+def open_page(page: Page, shared_web_server: ServerProcess, query: str = "") -> None:
     """Load the page and wait until its script has worked out the WebSocket address."""
-    page.goto(web_server.url("/" + query))
+    page.goto(shared_web_server.url("/" + query))
     expect(page.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
 
 
@@ -140,16 +73,18 @@ def wait_for_count(page: Page, selector: str, at_least: int) -> None:
 # Connecting, echoing, disconnecting.
 
 
-def test_nothing_connects_until_connect_is_pressed(page: Page, web_server: ServerProcess) -> None:
-    open_page(page, web_server)
+def test_nothing_connects_until_connect_is_pressed(
+    page: Page, shared_web_server: ServerProcess
+) -> None:
+    open_page(page, shared_web_server)
     expect(page.locator("#status")).to_have_text("disconnected")
     expect(page.locator("#log .entry")).to_have_count(0)
 
 
 def test_connect_shows_connected_and_an_echoed_star_with_its_round_trip_time(
-    page: Page, web_server: ServerProcess
+    page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, web_server)
+    open_page(page, shared_web_server)
     connect(page)
     echoed = page.locator("#log .entry.received").first
     expect(echoed.locator(".text")).to_have_text("*", timeout=WAIT_MS)
@@ -158,8 +93,10 @@ def test_connect_shows_connected_and_an_echoed_star_with_its_round_trip_time(
     page.screenshot(path=ARTIFACTS / "echo-connected.png", full_page=True)
 
 
-def test_a_star_is_sent_every_second_while_connected(page: Page, web_server: ServerProcess) -> None:
-    open_page(page, web_server)
+def test_a_star_is_sent_every_second_while_connected(
+    page: Page, shared_web_server: ServerProcess
+) -> None:
+    open_page(page, shared_web_server)
     connect(page)
     wait_for_count(page, "#log .entry.sent", 3)
     stamps = page.locator("#log .entry.sent .stamp").all_text_contents()[:3]
@@ -168,9 +105,9 @@ def test_a_star_is_sent_every_second_while_connected(page: Page, web_server: Ser
 
 
 def test_log_entries_show_a_time_stamp_and_a_direction(
-    page: Page, web_server: ServerProcess
+    page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, web_server)
+    open_page(page, shared_web_server)
     connect(page)
     received = page.locator("#log .entry.received").first
     expect(received).to_be_visible(timeout=WAIT_MS)
@@ -181,8 +118,8 @@ def test_log_entries_show_a_time_stamp_and_a_direction(
     expect(received.locator(".direction")).to_have_text("↓ received")
 
 
-def test_typed_text_is_sent_and_comes_back(page: Page, web_server: ServerProcess) -> None:
-    open_page(page, web_server)
+def test_typed_text_is_sent_and_comes_back(page: Page, shared_web_server: ServerProcess) -> None:
+    open_page(page, shared_web_server)
     connect(page)
     page.fill("#message", "hello, echo")
     page.press("#message", "Enter")
@@ -193,9 +130,9 @@ def test_typed_text_is_sent_and_comes_back(page: Page, web_server: ServerProcess
 
 
 def test_received_text_is_shown_as_text_never_as_markup(
-    page: Page, web_server: ServerProcess
+    page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, web_server)
+    open_page(page, shared_web_server)
     connect(page)
     markup = '<img src="x" alt="injected">'
     page.fill("#message", markup)
@@ -205,9 +142,9 @@ def test_received_text_is_shown_as_text_never_as_markup(
 
 
 def test_disconnect_shows_disconnected_with_code_1000(
-    page: Page, web_server: ServerProcess
+    page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, web_server)
+    open_page(page, shared_web_server)
     connect(page)
     page.click("#disconnect")
     expect(page.locator("#status")).to_have_text("disconnected (1000 Normal Closure)")
@@ -216,9 +153,9 @@ def test_disconnect_shows_disconnected_with_code_1000(
 
 
 def test_only_the_buttons_that_make_sense_are_enabled(
-    page: Page, web_server: ServerProcess
+    page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, web_server)
+    open_page(page, shared_web_server)
     expect(page.locator("#connect")).to_be_enabled()
     expect(page.locator("#disconnect")).to_be_disabled()
     expect(page.locator("#send")).to_be_disabled()
@@ -228,13 +165,13 @@ def test_only_the_buttons_that_make_sense_are_enabled(
     expect(page.locator("#send")).to_be_enabled()
 
 
-def test_autoconnect_query_connects_at_once(page: Page, web_server: ServerProcess) -> None:
-    open_page(page, web_server, "?autoconnect=1")
+def test_autoconnect_query_connects_at_once(page: Page, shared_web_server: ServerProcess) -> None:
+    open_page(page, shared_web_server, "?autoconnect=1")
     expect(page.locator("#status")).to_have_text("connected", timeout=WAIT_MS)
 
 
-def test_clear_empties_the_log(page: Page, web_server: ServerProcess) -> None:
-    open_page(page, web_server)
+def test_clear_empties_the_log(page: Page, shared_web_server: ServerProcess) -> None:
+    open_page(page, shared_web_server)
     connect(page)
     page.uncheck("#heartbeat")
     expect(page.locator("#log .entry").first).to_be_visible()
@@ -242,8 +179,8 @@ def test_clear_empties_the_log(page: Page, web_server: ServerProcess) -> None:
     expect(page.locator("#log .entry")).to_have_count(0)
 
 
-def test_log_keeps_at_most_500_entries(page: Page, web_server: ServerProcess) -> None:
-    open_page(page, web_server)
+def test_log_keeps_at_most_500_entries(page: Page, shared_web_server: ServerProcess) -> None:
+    open_page(page, shared_web_server)
     connect(page)
     page.uncheck("#heartbeat")
     # Through the panel's own send(): 600 clicks on Send would test the speed of forms instead.
@@ -264,9 +201,9 @@ def test_log_keeps_at_most_500_entries(page: Page, web_server: ServerProcess) ->
 
 
 def test_unreachable_server_is_reported_in_the_notice(
-    page: Page, web_server: ServerProcess, closed_port: int
+    page: Page, shared_web_server: ServerProcess, closed_port: int
 ) -> None:
-    open_page(page, web_server, f"?ws={closed_port}")
+    open_page(page, shared_web_server, f"?ws={closed_port}")
     page.click("#connect")
     notice = page.locator("#notice")
     expect(notice).to_contain_text(
@@ -301,22 +238,22 @@ def test_a_lost_connection_is_told_apart_from_a_failed_connect(
 
 
 def test_the_ws_port_comes_from_config_json(
-    page: Page, web_server: ServerProcess, ws_server: ServerProcess
+    page: Page, shared_web_server: ServerProcess, shared_ws_server: ServerProcess
 ) -> None:
-    open_page(page, web_server)
-    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{ws_server.port}/")
+    open_page(page, shared_web_server)
+    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{shared_ws_server.port}/")
 
 
-def test_a_ws_query_overrides_the_port(page: Page, web_server: ServerProcess) -> None:
-    open_page(page, web_server, "?ws=4321")
+def test_a_ws_query_overrides_the_port(page: Page, shared_web_server: ServerProcess) -> None:
+    open_page(page, shared_web_server, "?ws=4321")
     expect(page.locator("#ws-url")).to_have_text("ws://127.0.0.1:4321/")
 
 
 def test_a_path_query_chooses_the_path(
-    page: Page, web_server: ServerProcess, ws_server: ServerProcess
+    page: Page, shared_web_server: ServerProcess, shared_ws_server: ServerProcess
 ) -> None:
-    open_page(page, web_server, "?path=/echo")
-    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{ws_server.port}/echo")
+    open_page(page, shared_web_server, "?path=/echo")
+    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{shared_ws_server.port}/echo")
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +319,7 @@ def test_the_path_query_must_be_a_path(functions_page: Page, search: str, path: 
 
 
 def test_no_console_errors_and_no_csp_violations_in_a_session(
-    page: Page, web_server: ServerProcess
+    page: Page, shared_web_server: ServerProcess
 ) -> None:
     problems: list[str] = []
 
@@ -393,7 +330,7 @@ def test_no_console_errors_and_no_csp_violations_in_a_session(
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.add_init_script(RECORD_CSP_VIOLATIONS)
-    open_page(page, web_server)
+    open_page(page, shared_web_server)
     connect(page)
     page.fill("#message", "hello")
     page.press("#message", "Enter")
@@ -405,8 +342,10 @@ def test_no_console_errors_and_no_csp_violations_in_a_session(
     assert problems == []
 
 
-def test_the_keyboard_alone_can_connect_and_send(page: Page, web_server: ServerProcess) -> None:
-    open_page(page, web_server)
+def test_the_keyboard_alone_can_connect_and_send(
+    page: Page, shared_web_server: ServerProcess
+) -> None:
+    open_page(page, shared_web_server)
     for _ in range(MAX_TAB_PRESSES):
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.id") == "connect":
@@ -422,13 +361,13 @@ def test_the_keyboard_alone_can_connect_and_send(page: Page, web_server: ServerP
 
 
 def test_the_page_fits_a_phone_screen_in_dark_mode(
-    browser: Browser, web_server: ServerProcess
+    browser: Browser, shared_web_server: ServerProcess
 ) -> None:
     context = browser.new_context(viewport=PHONE, color_scheme="dark", is_mobile=True)
     context.set_default_timeout(WAIT_MS)
     try:
         phone = context.new_page()
-        open_page(phone, web_server)
+        open_page(phone, shared_web_server)
         connect(phone)
         expect(phone.locator("#log .entry.received .rtt").first).to_be_visible(timeout=WAIT_MS)
         overflow = phone.evaluate(

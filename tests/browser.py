@@ -1,0 +1,61 @@
+"""What the browser tests share: Debian's Chromium driven by Playwright, and a fresh page.
+
+Chromium is /usr/bin/chromium, never one downloaded by `playwright install`. Without it the
+browser tests skip with the reason, except in CI (CI set), where they fail. The fixtures built
+on these live in conftest.py; screenshots go to tests/artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WAIT_MS = 10_000
+DESKTOP: ViewportSize = {"width": 1100, "height": 900}
+PHONE: ViewportSize = {"width": 360, "height": 740}
+
+# Runs before the page's own script; collects what the Content-Security-Policy blocked.
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(event.violatedDirective + " blocked " + event.blockedURI);
+});
+"""
+
+
+def launch_chromium() -> Iterator[Browser]:
+    """One Chromium, closed when the generator ends."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is not installed (apt-get install chromium); the page is untested"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def fresh_page(browser: Browser) -> Iterator[Page]:
+    """A page in a context of its own (cookies, storage, cache), closed at the end."""
+    context = browser.new_context(viewport=DESKTOP, color_scheme="light")
+    context.set_default_timeout(WAIT_MS)
+    yield context.new_page()
+    context.close()
