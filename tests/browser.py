@@ -10,9 +10,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+from support import ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -26,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WWW = Path(__file__).resolve().parent.parent / "www"
 WAIT_MS = 10_000
 DESKTOP: ViewportSize = {"width": 1100, "height": 900}
 PHONE: ViewportSize = {"width": 360, "height": 740}
@@ -59,3 +69,44 @@ def fresh_page(browser: Browser) -> Iterator[Page]:
     context.set_default_timeout(WAIT_MS)
     yield context.new_page()
     context.close()
+
+
+def page_functions(browser: Browser) -> Iterator[Page]:
+    """The page from file://, loaded once: enough to call its pure functions with `call`."""
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
+    opened = context.new_page()
+    opened.goto((WWW / "index.html").as_uri())
+    expect(opened.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+    yield opened
+    context.close()
+
+
+def open_page(page: Page, web_server: ServerProcess, address: str = "") -> None:
+    """Load the page (address: "?query#hash") and wait until its script is ready."""
+    page.goto(web_server.url("/" + address))
+    expect(page.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+
+
+def call(page: Page, function: str, *args: Any) -> Any:
+    """Call window.echoPage[function](...args) in the page and return its result."""
+    return page.evaluate("([name, args]) => window.echoPage[name](...args)", [function, list(args)])
+
+
+class Problems:
+    """Console errors and warnings, page errors and CSP violations seen on a page."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.seen: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.seen.append(f"page error: {error}"))
+        page.add_init_script(RECORD_CSP_VIOLATIONS)
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.seen.append(f"console {message.type}: {message.text}")
+
+    def assert_none(self) -> None:
+        assert self.page.evaluate("window.cspViolations") == []
+        assert self.seen == []

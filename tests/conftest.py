@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from browser import fresh_page, launch_chromium
+from browser import fresh_page, launch_chromium, page_functions
 from playwright.sync_api import Browser, Page
 from support import ServerProcess, start
 
@@ -65,3 +65,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     yield from fresh_page(browser)
+
+
+@pytest.fixture(scope="module")
+def functions_page(browser: Browser) -> Iterator[Page]:
+    yield from page_functions(browser)

@@ -15,23 +15,18 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
-from browser import ARTIFACTS, PHONE, RECORD_CSP_VIOLATIONS, WAIT_MS
+from browser import ARTIFACTS, PHONE, WAIT_MS, Problems, call, open_page
 from conftest import StartServer
 from playwright.sync_api import (
     Browser,
-    ConsoleMessage,
     Page,
     expect,
 )
 from support import ServerProcess
 
-WWW = Path(__file__).resolve().parent.parent / "www"
 MAX_TAB_PRESSES = 20
 RTT_RE = re.compile(r"^\d+(\.\d)? ms$")
 STAMP_RE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$")
@@ -46,20 +41,9 @@ def closed_port() -> int:
     return port
 
 
-def open_page(page: Page, shared_web_server: ServerProcess, query: str = "") -> None:
-    """Load the page and wait until its script has worked out the WebSocket address."""
-    page.goto(shared_web_server.url("/" + query))
-    expect(page.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
-
-
 def connect(page: Page) -> None:
     page.click("#connect")
     expect(page.locator("#status")).to_have_text("connected", timeout=WAIT_MS)
-
-
-def call(page: Page, function: str, *args: Any) -> Any:
-    """Call window.echoPage[function](...args) in the page and return its result."""
-    return page.evaluate("([name, args]) => window.echoPage[name](...args)", [function, list(args)])
 
 
 def wait_for_count(page: Page, selector: str, at_least: int) -> None:
@@ -256,18 +240,6 @@ def test_a_path_query_chooses_the_path(
     expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{shared_ws_server.port}/echo")
 
 
-@pytest.fixture(scope="module")
-def functions_page(browser: Browser) -> Iterator[Page]:
-    """The page from file://, loaded once: enough to call its pure address functions."""
-    context = browser.new_context()
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    opened.goto((WWW / "index.html").as_uri())
-    expect(opened.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
-    yield opened
-    context.close()
-
-
 def test_an_https_page_gets_a_wss_address(functions_page: Page) -> None:
     location = {"protocol": "https:", "hostname": "pi.local", "search": ""}
     assert call(functions_page, "wsUrlFor", location, 8001, "/") == "wss://pi.local:8001/"
@@ -321,15 +293,7 @@ def test_the_path_query_must_be_a_path(functions_page: Page, search: str, path: 
 def test_no_console_errors_and_no_csp_violations_in_a_session(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(f"console {message.type}: {message.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.add_init_script(RECORD_CSP_VIOLATIONS)
+    problems = Problems(page)
     open_page(page, shared_web_server)
     connect(page)
     page.fill("#message", "hello")
@@ -338,8 +302,7 @@ def test_no_console_errors_and_no_csp_violations_in_a_session(
     page.click("#clear")
     page.click("#disconnect")
     expect(page.locator("#status")).to_have_text("disconnected (1000 Normal Closure)")
-    assert page.evaluate("window.cspViolations") == []
-    assert problems == []
+    problems.assert_none()
 
 
 def test_the_keyboard_alone_can_connect_and_send(

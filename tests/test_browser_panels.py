@@ -18,20 +18,27 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import ARTIFACTS, DESKTOP, PHONE, RECORD_CSP_VIOLATIONS, WAIT_MS, fresh_page
+from browser import (
+    ARTIFACTS,
+    DESKTOP,
+    PHONE,
+    WAIT_MS,
+    WWW,
+    Problems,
+    call,
+    fresh_page,
+    open_page,
+)
 from playwright.sync_api import (
     Browser,
-    ConsoleMessage,
     Page,
     expect,
 )
 from support import ServerProcess
 
-WWW = Path(__file__).resolve().parent.parent / "www"
 TABS = ["echo", "chat", "tick", "live", "stats"]
 PUSH_TABS = ["chat", "tick", "live", "stats"]
 MAX_TAB_PRESSES = 20
@@ -47,12 +54,6 @@ MIN_LINE_PIXELS = 100
 def second_page(browser: Browser) -> Iterator[Page]:
     """Another person's browser: its own context, so nothing is shared with `page`."""
     yield from fresh_page(browser)
-
-
-def open_page(page: Page, shared_web_server: ServerProcess, address: str = "") -> None:
-    """Load the page (address: "?query#hash") and wait until its panels are built."""
-    page.goto(shared_web_server.url("/" + address))
-    expect(page.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
 
 
 def connect(page: Page, panel: str) -> None:
@@ -78,11 +79,6 @@ def number_in(page: Page, selector: str) -> int:
     """The whole number an element shows, thousands separators and all."""
     expect(page.locator(selector)).to_have_text(re.compile(r"\d"), timeout=WAIT_MS)
     return int(re.sub(r"\D", "", page.locator(selector).inner_text()))
-
-
-def call(page: Page, function: str, *args: Any) -> Any:
-    """Call window.echoPage[function](...args) in the page and return its result."""
-    return page.evaluate("([name, args]) => window.echoPage[name](...args)", [function, list(args)])
 
 
 def chat(page: Page, text: str) -> None:
@@ -484,18 +480,6 @@ def test_stats_are_updated_every_second(page: Page, shared_web_server: ServerPro
 # Formatting, through the page's own pure functions.
 
 
-@pytest.fixture(scope="module")
-def functions_page(browser: Browser) -> Iterator[Page]:
-    """The page from file://, loaded once: enough to call its pure functions."""
-    context = browser.new_context()
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    opened.goto((WWW / "index.html").as_uri())
-    expect(opened.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
-    yield opened
-    context.close()
-
-
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [
@@ -560,15 +544,7 @@ def test_chart_labels_step_by_1_2_or_5_times_a_power_of_ten(
 def test_no_console_errors_and_no_csp_violations_across_the_panels(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(f"console {message.type}: {message.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.add_init_script(RECORD_CSP_VIOLATIONS)
+    problems = Problems(page)
     open_page(page, shared_web_server)
     for panel in PUSH_TABS:
         connect(page, panel)
@@ -582,8 +558,7 @@ def test_no_console_errors_and_no_csp_violations_across_the_panels(
         page.click(f"#tab-{panel}")
         page.click(f"#{panel}-disconnect")
         expect(page.locator(f"#{panel}-status")).to_have_text("disconnected (1000 Normal Closure)")
-    assert page.evaluate("window.cspViolations") == []
-    assert problems == []
+    problems.assert_none()
 
 
 def test_every_tab_fits_a_phone_screen_in_dark_mode(
