@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from echo_server import client, defaults, netinfo
+from echo_server import client, defaults, netinfo, redisbus, workers
 from echo_server.arguments import (
     OneLineParser,
     byte_size,
@@ -26,7 +26,7 @@ from echo_server.arguments import (
     positive_int,
     seconds,
 )
-from echo_server.server import Server
+from echo_server.server import Server, make_tls_context
 from echo_server.settings import Settings
 from echo_server.web import make_server
 
@@ -121,6 +121,28 @@ def add_ws_options(parser: argparse.ArgumentParser) -> None:
     )
     option("--certfile", type=existing_file, metavar="PEM", help="TLS certificate, for wss://")
     option("--keyfile", type=existing_file, metavar="PEM", help="TLS private key")
+    option(
+        "--redis",
+        type=redis_url,
+        metavar="URL",
+        help="share chat, tick and stream with other servers through redis://HOST:PORT/DB",
+    )
+    option(
+        "--workers",
+        type=workers.worker_count,
+        default=1,
+        metavar="N",
+        help="run N server processes sharing the port, one core each (default 1)",
+    )
+
+
+def redis_url(text: str) -> str:
+    """A redis:// URL, checked at once so that a typo is a usage error, not a log line."""
+    try:
+        redisbus.parse_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def build_parser() -> OneLineParser:
@@ -130,6 +152,7 @@ def build_parser() -> OneLineParser:
     ws = commands.add_parser("ws", help="run the WebSocket server")
     add_bind_options(ws, defaults.WS_PORT, "WebSocket")
     add_ws_options(ws)
+    workers.add_worker_options(ws)
 
     web = commands.add_parser("web", help="run the page server")
     add_bind_options(web, defaults.WEB_PORT, "page")
@@ -172,6 +195,10 @@ def ws_settings(args: argparse.Namespace) -> Settings:
         certfile=args.certfile,
         keyfile=args.keyfile,
         notify_token=args.notify_token,
+        redis_url=args.redis,
+        reuse_port=args.worker_index is not None,
+        worker_index=args.worker_index or 0,
+        workers=args.workers,
     )
 
 
@@ -181,21 +208,37 @@ def bind_host(args: argparse.Namespace) -> str:
     return netinfo.any_address() if args.lan else defaults.LOCAL_HOST
 
 
-def announce(what: str, scheme: str, host: str, port: int, lan: bool) -> None:
+def announce(what: str, scheme: str, host: str, port: int, lan: bool, *, note: str = "") -> None:
     """Print the ready line (tests and people read it) and, with --lan, the LAN URLs."""
-    print(
-        f"echo_server: {what} listening on {scheme}://{netinfo.url_host(host)}:{port}/", flush=True
-    )
+    url = f"{scheme}://{netinfo.url_host(host)}:{port}/"
+    print(f"echo_server: {what} listening on {url}" + (f" ({note})" if note else ""), flush=True)
     if lan:
         urls = [f"{scheme}://{netinfo.url_host(a)}:{port}/" for a in netinfo.lan_addresses()]
         print("  open from other machines: " + ("  ".join(urls) or "(no LAN address found)"))
         print("  anyone on this network can connect; see README, Security", flush=True)
 
 
-def run_ws(args: argparse.Namespace) -> int:
+def run_ws(args: argparse.Namespace, argv: Sequence[str]) -> int:
     settings = ws_settings(args)
-    server = Server(settings)
     scheme = "wss" if settings.certfile else "ws"
+    if args.workers > 1 and args.worker_index is None:
+        # The supervisor serves nothing: each worker is this same command plus worker options.
+        note = f"{args.workers} workers"
+        if settings.certfile and settings.keyfile:
+            make_tls_context(settings.certfile, settings.keyfile)  # a bad key: one error, here
+        return workers.supervise(
+            settings.host,
+            settings.port,
+            count=args.workers,
+            command=[sys.executable, "-m", "echo_server", *argv, "--host", settings.host],
+            stop_timeout_s=settings.close_timeout_s,
+            on_ready=lambda port: announce(
+                "WebSocket server", scheme, settings.host, port, args.lan, note=note
+            ),
+        )
+    server = Server(settings)
+    if args.worker_index is not None:
+        return workers.run_worker(server, args.worker_index, args.control_fd)
     announce("WebSocket server", scheme, settings.host, server.port, args.lan)
     return server.serve_forever_until_signalled()
 
@@ -260,6 +303,8 @@ WS_PASSTHROUGH = (
     "--certfile",
     "--keyfile",
     "--notify-token",
+    "--workers",
+    "--redis",
 )
 
 
@@ -282,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("ws", "demo") and bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
+    if args.command == "ws" and (args.worker_index is None) != (args.control_fd is None):
+        parser.error("--worker-index and --control-fd are for the --workers supervisor only")
     if args.command == "demo" and args.ws_port == 0:
         parser.error("demo needs a fixed --ws-port to tell the page (0 is not one)")
     logging.basicConfig(
@@ -290,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     commands: dict[str, Callable[[], int]] = {
-        "ws": lambda: run_ws(args),
+        "ws": lambda: run_ws(args, argv),
         "web": lambda: run_web(args),
         "demo": lambda: run_demo(args, argv),
         "client": lambda: client.run(args),

@@ -43,3 +43,16 @@ WEB_MAX_CONNECTIONS: Final = 128
 # so the client gets the error response instead of a reset.
 WEB_LINGER_S: Final = 2.0
 WEB_LINGER_MAX_BYTES: Final = 1024 * 1024
+
+# Redis fan-out (--redis): the connections (redisbus.py) and the cluster on top (cluster.py).
+REDIS_PORT: Final = 6379
+REDIS_CONNECT_TIMEOUT_S: Final = 2.0  # TCP connect and AUTH/SELECT/PING, together
+REDIS_REPLY_TIMEOUT_S: Final = 3.0  # a reply this late: the connection is taken for dead
+REDIS_PING_INTERVAL_S: Final = 1.0  # an idle connection is pinged, so a dead one is noticed
+REDIS_BACKOFF_MIN_S: Final = 0.1  # reconnecting: the first wait, doubled after each failure
+REDIS_BACKOFF_MAX_S: Final = 5.0
+REDIS_MAX_UNSENT_BYTES: Final = 16 * 1024 * 1024  # past this Redis is not keeping up: reconnect
+LEADER_TTL_S: Final = 3.0  # the tick leader's key expires this long after its last renewal
+CLUSTER_BEAT_S: Final = 1.0  # leader renewal, and each node's statistics written and read
+CLUSTER_STATS_FRESH_S: Final = 5.0  # a node's statistics older than this are not counted
+CLUSTER_STATS_FORGET_S: Final = 60.0  # ... and older than this are deleted

@@ -98,13 +98,15 @@ class StatsFeed(Subscriber):
 class Ticker:
     """Counts seconds since the server started and publishes each one.
 
-    Deadlines are start + n seconds, so ticks do not drift however late a callback runs.
+    Deadlines are start + n seconds, so ticks do not drift however late a callback runs. With
+    --redis only the cluster's leader counts; the others take `tick` from it (cluster.py).
     """
 
     def __init__(self, server: Server, interval_s: float = defaults.TICK_INTERVAL_S) -> None:
         self.server = server
         self.interval_s = interval_s
         self.tick = 0
+        self._beats = 0  # the timer's own count, for its deadlines: `tick` may follow another
         self._start_s = server.loop.time()
         self._schedule()
 
@@ -112,12 +114,14 @@ class Ticker:
         return to_json({"tick": self.tick, "time": unix_time_s()})
 
     def _schedule(self) -> None:
-        deadline = self._start_s + (self.tick + 1) * self.interval_s
+        deadline = self._start_s + (self._beats + 1) * self.interval_s
         self.server.loop.call_later(max(0.0, deadline - self.server.loop.time()), self._fire)
 
     def _fire(self) -> None:
-        self.tick += 1
-        self.server.publish(TICK, self.message())
+        self._beats += 1
+        if self.server.is_producer:
+            self.tick += 1
+            self.server.publish(TICK, self.message())
         # The statistics feed rides on the tick: one timer a second serves both.
         if self.server.hub.count(STATS):
             self.server.publish(STATS, to_json(self.server.statistics()))
@@ -146,8 +150,9 @@ class RandomWalk:
         self.server.loop.call_later(self._rng.uniform(0.0, self.max_gap_s), self._fire)
 
     def _fire(self) -> None:
-        self.value += self._rng.randint(1, 10)
-        self.server.publish(STREAM, self.message())
+        if self.server.is_producer:  # with --redis, the cluster's leader (cluster.py)
+            self.value += self._rng.randint(1, 10)
+            self.server.publish(STREAM, self.message())
         self._schedule()
 
 

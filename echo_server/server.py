@@ -27,6 +27,7 @@ from simple_websocket_server import WebSocketServer
 
 from echo_server import defaults, handshake
 from echo_server.broadcast import Hub
+from echo_server.cluster import Cluster
 from echo_server.connection import Connection
 from echo_server.frames import CloseCode
 from echo_server.handshake import HandshakeError, Request
@@ -63,17 +64,35 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-def make_listener(host: str, port: int, backlog: int = defaults.LISTEN_BACKLOG) -> socket.socket:
-    """A non-blocking listening socket; `::` accepts IPv4 too (dual-stack)."""
+def bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to (host, port), not listening yet; `::` accepts IPv4 too (dual-stack).
+
+    With `reuse_port` (SO_REUSEPORT, for `--workers`), other sockets of this user that set it
+    too may bind the same port; the kernel spreads new connections over those that listen.
+    """
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and host in ("::", ""):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def make_listener(
+    host: str, port: int, backlog: int = defaults.LISTEN_BACKLOG, *, reuse_port: bool = False
+) -> socket.socket:
+    """A non-blocking listening socket (see `bound_socket`)."""
+    sock = bound_socket(host, port, reuse_port=reuse_port)
+    try:
         sock.listen(backlog)
         sock.setblocking(False)
     except OSError:
@@ -112,7 +131,9 @@ class Server(WebSocketServer):
             else None
         )
         self.open_files_limit = raise_open_files_limit()
-        self.serversocket = make_listener(settings.host, settings.port)
+        self.serversocket = make_listener(
+            settings.host, settings.port, reuse_port=settings.reuse_port
+        )
         self.port: int = self.serversocket.getsockname()[1]
         # One descriptor held in reserve: when the process runs out, it is released to accept
         # and refuse one connection, so the kernel's queue does not fill with clients in limbo.
@@ -122,6 +143,8 @@ class Server(WebSocketServer):
         self.loop.set_interest(self.serversocket, EVENT_READ, self._on_accept)
         self.ticker = Ticker(self)
         self.random_walk = RandomWalk(self)
+        # --redis: chat, tick and stream shared with other servers through Redis (cluster.py).
+        self.cluster = Cluster(self, settings.redis_url) if settings.redis_url else None
 
     @property
     def connection_count(self) -> int:
@@ -215,8 +238,19 @@ class Server(WebSocketServer):
     # What the routes share.
 
     def publish(self, channel: str, data: str | bytes) -> int:
-        """Send `data` to every subscriber of `channel`; return how many were given it."""
+        """Send `data` to every subscriber of `channel`; return how many were given it.
+
+        With --redis, and Redis up, chat, tick and stream go through Redis instead and come back
+        to every server's subscribers, this one's included: the count is then this server's.
+        """
+        if self.cluster is not None and self.cluster.publish(channel, data):
+            return self.hub.count(channel)
         return self.hub.publish(channel, data)
+
+    @property
+    def is_producer(self) -> bool:
+        """Whether this server makes the tick and the stream (with --redis, one server does)."""
+        return self.cluster is None or self.cluster.producing
 
     def notify(self, message: str) -> int:
         """A message from /notify: to every chat client."""
@@ -229,7 +263,7 @@ class Server(WebSocketServer):
         for connection in self.connections.values():
             per_route[connection.route] = per_route.get(connection.route, 0) + 1
         stats = self.stats
-        return {
+        answer: dict[str, object] = {
             "uptime_s": round(time.time() - stats.started_s, 3),
             "connections": {
                 "total": len(self.connections),
@@ -242,7 +276,16 @@ class Server(WebSocketServer):
             "messages_out": stats.messages_out,
             "bytes_in": stats.bytes_in,
             "bytes_out": stats.bytes_out,
+            # With --workers, each process answers for itself: say which one this is.
+            "worker": {
+                "index": self.settings.worker_index,
+                "pid": os.getpid(),
+                "workers": self.settings.workers,
+            },
         }
+        if self.cluster is not None:
+            answer["cluster"] = self.cluster.statistics()
+        return answer
 
     # Running and stopping.
 
@@ -269,6 +312,8 @@ class Server(WebSocketServer):
             return
         self._stopping = True
         log.info("stopping: closing %d connection(s)", len(self.connections))
+        if self.cluster is not None:
+            self.cluster.shutdown()
         self._close_listener()
         for pending in list(self.upgrades):
             pending.close()
@@ -289,6 +334,8 @@ class Server(WebSocketServer):
         if self._spare_fd is not None:
             os.close(self._spare_fd)
             self._spare_fd = None
+        if self.cluster is not None:
+            self.cluster.close()
         self.loop.stop()
 
     def _close_listener(self) -> None:

@@ -24,3 +24,9 @@ class Settings:
     certfile: str | None = None
     keyfile: str | None = None
     notify_token: str | None = None  # lets other machines use /notify (loopback needs none)
+    redis_url: str | None = None  # --redis: fan out chat, tick and stream through Redis
+    # --workers: this process is worker `worker_index` of `workers`, sharing the port with
+    # the others (SO_REUSEPORT). A lone server is worker 0 of 1.
+    reuse_port: bool = False
+    worker_index: int = 0
+    workers: int = 1

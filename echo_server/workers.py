@@ -1,0 +1,361 @@
+"""`--workers N`: N server processes sharing one port, and the parent that supervises them.
+
+One select loop uses one core. With `--workers N` the `ws` command becomes a supervisor: it
+reserves the port, starts N fresh interpreters (`python -m echo_server ws ... --worker-index I`),
+each an ordinary single-threaded `Server` whose listener sets SO_REUSEPORT, so that the kernel
+spreads new connections over them. The supervisor serves nothing itself. It prints the one ready
+line once every worker listens, restarts a worker that dies (at most `MAX_RESTARTS` in
+`RESTART_WINDOW_S`, then that slot stays empty), and on SIGINT or SIGTERM forwards SIGTERM, waits
+for every worker's graceful 1001 close, and exits 0.
+
+How the two sides talk: each worker gets one end of a socket pair (`--control-fd`). The worker
+writes `ready` on it once it listens; the supervisor writes nothing, so the worker's end becomes
+readable only when the supervisor is gone (even killed with SIGKILL), and the worker then stops
+gracefully instead of serving on as an orphan.
+
+What it is not: a load balancer (the kernel spreads connections, by a hash of their addresses,
+not by load) nor a way to share state. Each worker has its own chat, tick and statistics: a
+chat message reaches the chat clients of the worker that received it, and `/stats` counts one
+worker (it says which, under "worker"). Linux (and other systems with SO_REUSEPORT) only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from echo_server.loop import EVENT_READ, Loop, Timer
+from echo_server.server import bound_socket
+
+if TYPE_CHECKING:
+    from echo_server.server import Server
+
+log = logging.getLogger("echo_server")
+
+MAX_WORKERS = 64  # a typo such as --workers 400 should not start hundreds of interpreters
+MAX_RESTARTS = 5  # per slot within RESTART_WINDOW_S; past it, a crashing worker is left dead
+RESTART_WINDOW_S = 60.0
+START_TIMEOUT_S = 30.0  # every worker must be listening within this, or the start fails
+# Stopping waits for the workers' own graceful stop (bounded by --close-timeout), plus this.
+STOP_MARGIN_S = 5.0
+READY = b"ready\n"
+PROBE_TIMEOUT_S = 1.0
+
+WORKER_INDEX_OPTION = "--worker-index"
+CONTROL_FD_OPTION = "--control-fd"
+
+
+def worker_count(text: str) -> int:
+    """The argument type of `--workers`: 1 to MAX_WORKERS."""
+    try:
+        count = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"workers must be 1 to {MAX_WORKERS}: {count}")
+    if count > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        raise argparse.ArgumentTypeError("this system has no SO_REUSEPORT to share a port")
+    return count
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """The hidden options the supervisor gives each worker (not for people: no help shown)."""
+    parser.add_argument(WORKER_INDEX_OPTION, type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(CONTROL_FD_OPTION, type=int, default=None, help=argparse.SUPPRESS)
+
+
+# The supervisor's side.
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind (host, port) with SO_REUSEPORT without listening, and return the socket.
+
+    While it is open the port stays ours (port 0 becomes a real one that the workers can be
+    told), yet it takes no connections: the kernel only hands them to sockets that listen.
+    """
+    if port != 0 and someone_listens(host, port):
+        # Another process of this user with SO_REUSEPORT (an earlier `--workers` run) would
+        # silently share the port with us instead of the bind failing: refuse as a bind would.
+        raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+    return bound_socket(host, port, reuse_port=True)
+
+
+def someone_listens(host: str, port: int) -> bool:
+    wildcards = {"::": ("::1", "127.0.0.1"), "0.0.0.0": ("127.0.0.1",), "": ("127.0.0.1",)}
+    for address in wildcards.get(host, (host,)):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((address, port), PROBE_TIMEOUT_S),
+        ):
+            return True
+    return False
+
+
+@dataclass
+class Slot:
+    """One worker position: the process now in it, and when it was last restarted."""
+
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    control: socket.socket | None = None
+    ready: bool = False
+    restarts_s: collections.deque[float] = field(default_factory=collections.deque)
+
+
+def describe_exit(status: int) -> str:
+    """A Popen return code in words: "exited with status 1", "was killed by SIGKILL"."""
+    if status >= 0:
+        return f"exited with status {status}"
+    try:
+        return f"was killed by {signal.Signals(-status).name}"
+    except ValueError:  # a real-time signal, which has no name
+        return f"was killed by signal {-status}"
+
+
+class Supervisor:
+    """Start, watch, restart and stop the workers; its loop only waits on them and on signals."""
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        port: int,
+        count: int,
+        *,
+        stop_timeout_s: float,
+        on_ready: Callable[[], None],
+        loop: Loop | None = None,
+    ) -> None:
+        self.command = list(command)  # `python -m echo_server ws ...`, without worker options
+        self.port = port
+        self.slots = [Slot(index) for index in range(count)]
+        self.stop_timeout_s = stop_timeout_s
+        self.on_ready = on_ready
+        self.loop = loop or Loop()
+        self.status = 0
+        self.announced = False
+        self.stopping = False
+        self._deadline: Timer | None = None
+
+    def run(self) -> int:
+        """Start every worker and supervise them until stopped; return the exit status."""
+        # Handlers first: a worker that dies at once, or a Ctrl-C, must not be missed.
+        self.loop.on_signal(signal.SIGCHLD, self._reap)
+        self.loop.on_signal(signal.SIGTERM, self.stop)
+        self.loop.on_signal(signal.SIGINT, self.stop)
+        try:
+            for slot in self.slots:
+                self._spawn(slot)
+            self._deadline = self.loop.call_later(START_TIMEOUT_S, self._start_timed_out)
+            self.loop.run()
+        finally:
+            self._kill_all()
+            self.loop.close()
+        return self.status
+
+    def live(self) -> list[Slot]:
+        return [slot for slot in self.slots if slot.process is not None]
+
+    def _spawn(self, slot: Slot) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            command = [
+                *self.command,
+                *("--port", str(self.port), "--workers", str(len(self.slots))),
+                *(WORKER_INDEX_OPTION, str(slot.index), CONTROL_FD_OPTION, str(theirs.fileno())),
+            ]
+            slot.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),)
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the worker has its copy; ours must go, or its EOF would never come
+        ours.setblocking(False)
+        slot.control = ours
+        slot.ready = False
+        self.loop.set_interest(ours, EVENT_READ, lambda mask: self._on_control(slot))
+
+    def _on_control(self, slot: Slot) -> None:
+        assert slot.control is not None
+        try:
+            data = slot.control.recv(len(READY))
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            # The worker writes only READY, once; it cannot be split: it is tiny and one send.
+            slot.ready = True
+            if not self.announced and all(slot.ready for slot in self.slots):
+                self.announced = True
+                self.loop.cancel(self._deadline)
+                self.on_ready()
+        elif not data:
+            # The worker's end closed: it is exiting. SIGCHLD tells us when it has exited.
+            self._close_control(slot)
+
+    def _close_control(self, slot: Slot) -> None:
+        if slot.control is not None:
+            self.loop.forget(slot.control)
+            slot.control.close()
+            slot.control = None
+
+    def _reap(self) -> None:
+        for slot in self.slots:
+            if slot.process is not None and slot.process.poll() is not None:
+                self._exited(slot, slot.process.pid, slot.process.returncode)
+
+    def _exited(self, slot: Slot, pid: int, status: int) -> None:
+        slot.process = None
+        self._close_control(slot)
+        if self.stopping:
+            if status not in (0, -signal.SIGTERM):
+                log.warning(
+                    "worker %d (pid %d) %s while stopping", slot.index, pid, describe_exit(status)
+                )
+                self.status = 1
+            if not self.live():
+                self.loop.stop()
+            return
+        if not self.announced:
+            log.error(
+                "worker %d (pid %d) %s before listening: stopping",
+                slot.index,
+                pid,
+                describe_exit(status),
+            )
+            self.status = 1
+            self.stop()
+            return
+        self._restart(slot, pid, status)
+
+    def _restart(self, slot: Slot, pid: int, status: int) -> None:
+        now = self.loop.time()
+        while slot.restarts_s and now - slot.restarts_s[0] > RESTART_WINDOW_S:
+            slot.restarts_s.popleft()
+        if len(slot.restarts_s) >= MAX_RESTARTS:
+            log.error(
+                "worker %d (pid %d) %s; restarted %d times in %g s, so not again",
+                *(slot.index, pid, describe_exit(status), MAX_RESTARTS, RESTART_WINDOW_S),
+            )
+        else:
+            slot.restarts_s.append(now)
+            log.warning(
+                "worker %d (pid %d) %s; restarting it", slot.index, pid, describe_exit(status)
+            )
+            try:
+                self._spawn(slot)
+            except OSError as error:
+                log.error("worker %d could not be restarted: %s", slot.index, error)
+        if not self.live():
+            log.error("no worker left: stopping")
+            self.status = 1
+            self.stop()
+
+    def _start_timed_out(self) -> None:
+        waiting = [slot.index for slot in self.slots if not slot.ready]
+        log.error("workers %s not listening after %g s: stopping", waiting, START_TIMEOUT_S)
+        self.status = 1
+        self.stop()
+
+    def stop(self) -> None:
+        """Forward SIGTERM to every worker; the loop ends once they have all exited."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.loop.cancel(self._deadline)
+        live = self.live()
+        log.info("stopping %d worker(s)", len(live))
+        for slot in live:
+            assert slot.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                slot.process.send_signal(signal.SIGTERM)
+        if not live:
+            self.loop.stop()
+            return
+        self._deadline = self.loop.call_later(self.stop_timeout_s, self._kill_stragglers)
+
+    def _kill_stragglers(self) -> None:
+        for slot in self.live():
+            assert slot.process is not None
+            log.warning(
+                "worker %d (pid %d) still running after %g s: killing it",
+                *(slot.index, slot.process.pid, self.stop_timeout_s),
+            )
+            slot.process.kill()
+        self.status = 1
+
+    def _kill_all(self) -> None:
+        """Leave no worker behind, whatever ended the loop (an exception included)."""
+        for slot in self.live():
+            assert slot.process is not None
+            slot.process.kill()
+            slot.process.wait()
+            slot.process = None
+        for slot in self.slots:
+            self._close_control(slot)
+
+
+def supervise(
+    host: str,
+    port: int,
+    *,
+    count: int,
+    command: Sequence[str],
+    stop_timeout_s: float,
+    on_ready: Callable[[int], None],
+) -> int:
+    """Run `count` workers of `command` on (host, port); `on_ready(port)` once all listen."""
+    reservation = reserve_port(host, port)
+    try:
+        actual_port: int = reservation.getsockname()[1]
+        supervisor = Supervisor(
+            command,
+            actual_port,
+            count,
+            stop_timeout_s=stop_timeout_s + STOP_MARGIN_S,
+            on_ready=lambda: on_ready(actual_port),
+        )
+        return supervisor.run()
+    finally:
+        reservation.close()
+
+
+# The worker's side.
+
+
+def run_worker(server: Server, index: int, control_fd: int) -> int:
+    """Serve as worker `index`: say ready on the control socket, stop when the supervisor goes."""
+    control = socket.socket(fileno=control_fd)
+
+    def on_control(mask: int) -> None:
+        try:
+            if control.recv(64):
+                return  # the supervisor sends nothing today; ignore what a later one might
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        server.loop.forget(control)
+        log.warning("worker %d: the supervisor is gone: stopping", index)
+        server.shutdown()
+
+    try:
+        log.info("worker %d ready (pid %d)", index, os.getpid())  # before the supervisor's line
+        control.sendall(READY)
+        control.setblocking(False)
+        server.loop.set_interest(control, EVENT_READ, on_control)
+        return server.serve_forever_until_signalled()
+    finally:
+        control.close()
