@@ -1,0 +1,274 @@
+"""`python -m bench` (`make bench`): run every scenario against every server, interleaved.
+
+Rounds interleave the servers (A B C D, A B C D, ...) so that a change in the machine's load
+during the run spreads over all of them instead of landing on one. Each measurement gets a fresh
+server process, so no scenario inherits another's memory or connections. The report is the
+median over rounds; `--quick` is a smoke run (one round, short, small) that checks the bench
+works and writes its JSON.
+
+Exit status: 0 the bench ran (servers that could not run a scenario are results, not errors);
+1 no server could run at all; 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import loadgen, report
+from bench.servers import (
+    REFERENCE,
+    RunningServer,
+    ServerSpec,
+    all_servers,
+    autobahn_timing,
+    node_ws_unavailable,
+    raise_open_files_limit,
+    start_server,
+)
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+MIB = 1024 * 1024
+SMALL = "small"
+LARGE = "large"
+IDLE = "idle"
+BROADCAST = "broadcast"
+SCENARIOS = (SMALL, LARGE, IDLE, BROADCAST)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every size and duration of one bench run."""
+
+    rounds: int = 5
+    processes: int = 2
+    warmup_s: float = 0.5
+    small_connections: int = 50
+    small_in_flight: int = 8
+    small_bytes: int = 32
+    small_duration_s: float = 3.0
+    large_bytes: int = MIB
+    large_in_flight: int = 2
+    large_duration_s: float = 3.0
+    idle_connections: int = 10_000
+    idle_sample: int = 100
+    idle_sample_rounds: int = 5
+    idle_rounds: int = 3  # the most expensive scenario: fewer rounds than the others
+    broadcast_subscribers: int = 1_000
+    broadcast_messages: int = 20
+    broadcast_warmup_messages: int = 2
+    open_timeout_s: float = 60.0
+    delivery_timeout_s: float = 10.0
+
+
+QUICK = Plan(
+    rounds=1,
+    warmup_s=0.2,
+    small_duration_s=0.8,
+    large_duration_s=1.0,
+    idle_connections=500,
+    idle_sample=50,
+    idle_sample_rounds=2,
+    idle_rounds=1,
+    broadcast_subscribers=100,
+    broadcast_messages=5,
+    broadcast_warmup_messages=1,
+    open_timeout_s=20.0,
+    delivery_timeout_s=5.0,
+)
+
+
+def scenario_runner(plan: Plan, scenario: str) -> Callable[[RunningServer], dict[str, Any]]:
+    if scenario == SMALL:
+        small = loadgen.EchoPlan(
+            "/",
+            plan.small_connections,
+            plan.small_in_flight,
+            loadgen.OP_TEXT,
+            plan.small_bytes,
+            plan.warmup_s,
+            plan.small_duration_s,
+            plan.processes,
+            plan.open_timeout_s,
+        )
+        return lambda server: loadgen.run_echo(server, small)
+    if scenario == LARGE:
+        large = loadgen.EchoPlan(
+            "/",
+            1,
+            plan.large_in_flight,
+            loadgen.OP_BINARY,
+            plan.large_bytes,
+            plan.warmup_s,
+            plan.large_duration_s,
+            plan.processes,
+            plan.open_timeout_s,
+        )
+        return lambda server: loadgen.run_echo(server, large)
+    if scenario == IDLE:
+        idle = loadgen.IdlePlan(
+            plan.idle_connections,
+            plan.idle_sample,
+            plan.idle_sample_rounds,
+            plan.processes,
+            plan.open_timeout_s,
+        )
+        return lambda server: loadgen.run_idle(server, idle)
+    broadcast = loadgen.BroadcastPlan(
+        "/chat",
+        plan.broadcast_subscribers,
+        plan.broadcast_messages,
+        plan.broadcast_warmup_messages,
+        plan.processes,
+        plan.open_timeout_s,
+        plan.delivery_timeout_s,
+    )
+    return lambda server: loadgen.run_broadcast(server, broadcast)
+
+
+def measure(spec: ServerSpec, scenario: str, plan: Plan) -> dict[str, Any]:
+    """One scenario against a fresh process of one server; a failure is a result."""
+    try:
+        server = start_server(spec)
+    except RuntimeError as error:
+        return {"error": f"did not start: {error}"}
+    try:
+        return scenario_runner(plan, scenario)(server)
+    except (loadgen.BenchError, OSError) as error:
+        alive = server.alive()
+        status = "" if alive else f" (server exited with status {server.exit_status()})"
+        return {"error": f"{error}{status}"}
+    finally:
+        server.stop()
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run(
+    plan: Plan, servers: Sequence[ServerSpec], scenarios: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every round, every scenario, every server in turn; the raw record of each run."""
+    runs: list[dict[str, Any]] = []
+    for round_index in range(plan.rounds):
+        for scenario in scenarios:
+            if scenario == IDLE and round_index >= plan.idle_rounds:
+                continue
+            for spec in servers:
+                started = time.monotonic()
+                result = measure(spec, scenario, plan)
+                record = {"round": round_index + 1, "scenario": scenario, "server": spec.name}
+                record |= result
+                record["wall_s"] = round(time.monotonic() - started, 3)
+                runs.append(record)
+                progress(f"round {round_index + 1}/{plan.rounds} {report.one_line(record)}")
+    return runs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark echo_server against simple-websocket-server, websockets, node ws.",
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one short round")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where latest.json and latest.png go (default bench/results/, with --quick "
+        "bench/results/quick/, so a smoke run never replaces the real results)",
+    )
+    parser.add_argument("--rounds", type=int, help="rounds (default 5, quick 1)")
+    parser.add_argument("--processes", type=int, help="load generator processes (default 2)")
+    parser.add_argument(
+        "--servers",
+        help="comma-separated names to run (default all available): "
+        + ", ".join(spec.name for spec in all_servers()),
+    )
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of %(default)s"
+    )
+    parser.add_argument("--no-chart", action="store_true", help="write no latest.png")
+    parser.add_argument(
+        "--autobahn",
+        metavar="CASES",
+        help="also time the Autobahn|Testsuite CASES (e.g. '9.*') against each server",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else Plan()
+    overrides: dict[str, int] = {}
+    if args.rounds is not None:
+        overrides["rounds"] = args.rounds
+    if args.processes is not None:
+        overrides["processes"] = args.processes
+    if any(value < 1 for value in overrides.values()):
+        parser.error("--rounds and --processes must be at least 1")
+    plan = Plan(**{**asdict(plan), **overrides})
+    scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+
+    known = {spec.name: spec for spec in all_servers()}
+    wanted = list(known) if args.servers is None else [n.strip() for n in args.servers.split(",")]
+    if any(name not in known for name in wanted):
+        parser.error(f"--servers takes names from: {', '.join(known)}")
+    unavailable: dict[str, str] = {}
+    if "node ws" in wanted:
+        reason = node_ws_unavailable()
+        if reason is not None:
+            unavailable["node ws"] = reason
+    servers = [known[name] for name in wanted if name not in unavailable]
+    for name, reason in unavailable.items():
+        progress(f"bench: {name} n/a: {reason}")
+    if not servers:
+        progress("bench: no server to run")
+        return 1
+
+    open_files = raise_open_files_limit()
+    progress(
+        f"bench: {len(servers)} servers x {len(scenarios)} scenarios x {plan.rounds} rounds, "
+        f"{plan.processes} load generator processes, open files limit {open_files}"
+    )
+    load_at_start = os.getloadavg()
+    started = time.monotonic()
+    runs = run(plan, servers, scenarios)
+    autobahn = (
+        {spec.name: autobahn_timing(spec, args.autobahn) for spec in servers}
+        if args.autobahn
+        else None
+    )
+    results = report.build(
+        plan=asdict(plan),
+        quick=args.quick,
+        servers=servers,
+        unavailable=unavailable,
+        runs=runs,
+        reference=REFERENCE,
+        wall_s=time.monotonic() - started,
+        autobahn=autobahn,
+        load_at_start=load_at_start,
+    )
+    print(report.table(results))
+    out = args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)
+    json_path = report.write_json(results, out)
+    progress(f"bench: wrote {json_path}")
+    if not args.no_chart:
+        chart = report.write_chart(results, out)
+        progress(f"bench: wrote {chart}" if isinstance(chart, Path) else f"bench: {chart}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The benchmark harness (bench/) runs end to end: `python -m bench --quick` against real servers.
+
+One quick run (a smoke run: one short round, 500 idle connections, 100 subscribers) is shared by
+the end-to-end tests of this module. They check that the bench ran and recorded what it
+promises, never how fast anything was: speed depends on the machine, and on whatever else it is
+doing. The load generator's frame counter, which every figure rests on, is pinned first.
+
+Run with `python -m pytest` from the repository (as `make test` does), so that `bench` imports.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from support import REPO
+
+from bench.loadgen import (
+    OP_BINARY,
+    OP_PING,
+    OP_TEXT,
+    FrameReader,
+    client_frame,
+    length_header,
+    mask,
+    server_frame_head,
+)
+
+QUICK_TIMEOUT_S = 240.0
+FOUR_FIGURES = ("messages_per_s", "mb_per_s", "bytes_per_connection", "broadcast_ms")
+ALWAYS_THERE = ("echo_server", "simple-websocket-server", "websockets")
+
+
+def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    return length_header((0x80 if fin else 0) | opcode, len(payload), masked=False) + payload
+
+
+def feed_in_pieces(reader: FrameReader, stream: bytes, cuts: list[int]) -> int:
+    count = 0
+    start = 0
+    for cut in sorted({min(cut, len(stream)) for cut in cuts}):
+        count += reader.feed(memoryview(stream)[start:cut])
+        start = cut
+    return count + reader.feed(memoryview(stream)[start:])
+
+
+# The frame counter of the load generator.
+
+server_frames = st.lists(
+    st.tuples(st.sampled_from([OP_TEXT, OP_BINARY, OP_PING]), st.integers(0, 70_000)),
+    max_size=12,
+)
+
+
+@given(frames=server_frames, cuts=st.lists(st.integers(0, 300_000), max_size=20))
+def test_frame_reader_counts_messages_however_the_stream_is_split(
+    frames: list[tuple[int, int]], cuts: list[int]
+) -> None:
+    stream = b"".join(server_frame(opcode, bytes(size)) for opcode, size in frames)
+    reader = FrameReader()
+    assert feed_in_pieces(reader, stream, cuts) == sum(op != OP_PING for op, _ in frames)
+
+
+@given(
+    frames=st.lists(st.booleans(), max_size=60),
+    cuts=st.lists(st.integers(0, 3_000), max_size=20),
+)
+def test_frame_reader_fast_path_counts_small_echoes_and_keeps_pings(
+    frames: list[bool], cuts: list[int]
+) -> None:
+    echo = server_frame(OP_TEXT, b"x" * 32)
+    stream = b"".join(server_frame(OP_PING, b"hi") if ping else echo for ping in frames)
+    reader = FrameReader(server_frame_head(OP_TEXT, 32), len(echo))
+    assert feed_in_pieces(reader, stream, cuts) == frames.count(False)
+    assert reader.controls == [(OP_PING, b"hi")] * frames.count(True)
+
+
+def test_frame_reader_counts_a_fragmented_message_once() -> None:
+    stream = server_frame(OP_TEXT, b"ab", fin=False) + server_frame(0x0, b"cd")
+    assert FrameReader().feed(stream) == 1
+
+
+def test_client_frames_are_masked_and_unmask_to_the_payload() -> None:
+    payload = bytes(range(256)) * 5000
+    frame = client_frame(OP_BINARY, payload)
+    assert frame[:2] == bytes([0x82, 0x80 | 127])
+    key = frame[10:14]
+    assert mask(frame[14:], key) == payload
+
+
+# The quick run, end to end.
+
+
+@dataclass
+class QuickRun:
+    done: subprocess.CompletedProcess[str]
+    out: Path
+    results: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=QUICK_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr}"
+    results = json.loads((out / "latest.json").read_text())
+    return QuickRun(done, out, results)
+
+
+def test_quick_run_has_all_four_figures_for_every_server_that_ran(quick_run: QuickRun) -> None:
+    ran = [server["name"] for server in quick_run.results["servers"]]
+    missing = {
+        name: [key for key in FOUR_FIGURES if quick_run.results["summary"][name][key] is None]
+        for name in ran
+    }
+    assert {name: keys for name, keys in missing.items() if keys} == {}, quick_run.done.stderr
+
+
+def test_quick_run_includes_echo_server_and_the_python_peers(quick_run: QuickRun) -> None:
+    ran = {server["name"] for server in quick_run.results["servers"]}
+    assert set(ALWAYS_THERE) <= ran
+
+
+def test_node_ws_either_ran_or_says_why_not(quick_run: QuickRun) -> None:
+    ran = {server["name"] for server in quick_run.results["servers"]}
+    assert ("node ws" in ran) != ("node ws" in quick_run.results["unavailable"])
+
+
+def test_websockets_is_the_reference_with_ratio_one(quick_run: QuickRun) -> None:
+    assert quick_run.results["reference"] == "websockets"
+    assert quick_run.results["ratios"]["websockets"] == dict.fromkeys(FOUR_FIGURES, 1.0)
+
+
+def test_json_records_the_machine_the_date_and_the_versions(quick_run: QuickRun) -> None:
+    results = quick_run.results
+    assert results["quick"] is True
+    assert results["machine"]["nproc"] >= 1
+    assert results["machine"]["python"].startswith("3.")
+    assert results["date"][:2] == "20"
+    assert results["versions"]["websockets"]
+    assert results["versions"]["simple-websocket-server"] == "0.4.4"
+
+
+def test_json_keeps_every_raw_run(quick_run: QuickRun) -> None:
+    servers = len(quick_run.results["servers"])
+    scenarios = {run["scenario"] for run in quick_run.results["runs"]}
+    assert scenarios == {"small", "large", "idle", "broadcast"}
+    assert len(quick_run.results["runs"]) == 4 * servers
+
+
+def test_json_reports_the_load_generators_own_cpu(quick_run: QuickRun) -> None:
+    small = [run for run in quick_run.results["runs"] if run["scenario"] == "small"]
+    assert all(run["loadgen_cpu_cores"] >= 0 and run["loadgen_processes"] >= 1 for run in small)
+
+
+def test_terminal_table_names_every_server(quick_run: QuickRun) -> None:
+    for server in quick_run.results["servers"]:
+        assert server["name"] in quick_run.done.stdout
+
+
+def test_chart_is_written_when_matplotlib_is_installed(quick_run: QuickRun) -> None:
+    pytest.importorskip("matplotlib")
+    chart = quick_run.out / "latest.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
