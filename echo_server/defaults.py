@@ -52,6 +52,9 @@ REDIS_PING_INTERVAL_S: Final = 1.0  # an idle connection is pinged, so a dead on
 REDIS_BACKOFF_MIN_S: Final = 0.1  # reconnecting: the first wait, doubled after each failure
 REDIS_BACKOFF_MAX_S: Final = 5.0
 REDIS_MAX_UNSENT_BYTES: Final = 16 * 1024 * 1024  # past this Redis is not keeping up: reconnect
+# --workers: restarts per worker within the window; past it, a crashing worker is left dead.
+WORKER_MAX_RESTARTS: Final = 5
+WORKER_RESTART_WINDOW_S: Final = 60.0
 LEADER_TTL_S: Final = 3.0  # the tick leader's key expires this long after its last renewal
 CLUSTER_BEAT_S: Final = 1.0  # leader renewal, and each node's statistics written and read
 CLUSTER_STATS_FRESH_S: Final = 5.0  # a node's statistics older than this are not counted

@@ -4,8 +4,9 @@ One select loop uses one core. With `--workers N` the `ws` command becomes a sup
 reserves the port, starts N fresh interpreters (`python -m echo_server ws ... --worker-index I`),
 each an ordinary single-threaded `Server` whose listener sets SO_REUSEPORT, so that the kernel
 spreads new connections over them. The supervisor serves nothing itself. It prints the one ready
-line once every worker listens, restarts a worker that dies (at most `MAX_RESTARTS` in
-`RESTART_WINDOW_S`, then that slot stays empty), and on SIGINT or SIGTERM forwards SIGTERM, waits
+line once every worker listens, restarts a worker that dies (at most WORKER_MAX_RESTARTS times in
+WORKER_RESTART_WINDOW_S, see defaults.py; then that slot stays empty), and on SIGINT or SIGTERM
+forwards SIGTERM, waits
 for every worker's graceful 1001 close, and exits 0.
 
 How the two sides talk: each worker gets one end of a socket pair (`--control-fd`). The worker
@@ -34,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from echo_server import defaults
 from echo_server.loop import EVENT_READ, Loop, Timer
 from echo_server.server import bound_socket
 
@@ -43,8 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("echo_server")
 
 MAX_WORKERS = 64  # a typo such as --workers 400 should not start hundreds of interpreters
-MAX_RESTARTS = 5  # per slot within RESTART_WINDOW_S; past it, a crashing worker is left dead
-RESTART_WINDOW_S = 60.0
 START_TIMEOUT_S = 30.0  # every worker must be listening within this, or the start fails
 # Stopping waits for the workers' own graceful stop (bounded by --close-timeout), plus this.
 STOP_MARGIN_S = 5.0
@@ -242,12 +242,18 @@ class Supervisor:
 
     def _restart(self, slot: Slot, pid: int, status: int) -> None:
         now = self.loop.time()
-        while slot.restarts_s and now - slot.restarts_s[0] > RESTART_WINDOW_S:
+        while slot.restarts_s and now - slot.restarts_s[0] > defaults.WORKER_RESTART_WINDOW_S:
             slot.restarts_s.popleft()
-        if len(slot.restarts_s) >= MAX_RESTARTS:
+        if len(slot.restarts_s) >= defaults.WORKER_MAX_RESTARTS:
             log.error(
                 "worker %d (pid %d) %s; restarted %d times in %g s, so not again",
-                *(slot.index, pid, describe_exit(status), MAX_RESTARTS, RESTART_WINDOW_S),
+                *(
+                    slot.index,
+                    pid,
+                    describe_exit(status),
+                    defaults.WORKER_MAX_RESTARTS,
+                    defaults.WORKER_RESTART_WINDOW_S,
+                ),
             )
         else:
             slot.restarts_s.append(now)
