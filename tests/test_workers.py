@@ -29,7 +29,8 @@ from support import REPO, ServerProcess, port_is_free, run_cli, wait_until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from echo_server.workers import MAX_RESTARTS, RESTART_WINDOW_S
+from echo_server.defaults import WORKER_MAX_RESTARTS as MAX_RESTARTS
+from echo_server.defaults import WORKER_RESTART_WINDOW_S as RESTART_WINDOW_S
 
 TIMEOUT_S = 10.0
 # How many fresh connections it takes to meet every worker: the kernel picks a listener by a
