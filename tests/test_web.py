@@ -232,8 +232,6 @@ def test_symlink_to_a_file_inside_the_folder_is_served(web: ServerProcess) -> No
 
 
 def test_real_www_folder_serves_its_index_at_root(start_server: StartServer) -> None:
-    if not (REPO / "www" / "index.html").is_file():
-        pytest.skip("www/index.html not written yet")
     web = start_server("web", "--port", "0", "--ws-port", "9")
     reply = fetch(web, "/")
     assert reply.status == 200
