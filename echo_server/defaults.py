@@ -54,6 +54,10 @@ REDIS_BACKOFF_MAX_S: Final = 5.0
 REDIS_MAX_UNSENT_BYTES: Final = 16 * 1024 * 1024  # past this Redis is not keeping up: reconnect
 # --workers: restarts per worker within the window; past it, a crashing worker is left dead.
 WORKER_MAX_RESTARTS: Final = 5
+MAX_WORKERS: Final = 64  # a typo such as --workers 400 should not start hundreds of interpreters
+WORKER_START_TIMEOUT_S: Final = 30.0  # every worker must be listening within this
+# Stopping waits for the workers' own close timeout plus this, then kills what is left.
+WORKER_STOP_MARGIN_S: Final = 5.0
 WORKER_RESTART_WINDOW_S: Final = 60.0
 LEADER_TTL_S: Final = 3.0  # the tick leader's key expires this long after its last renewal
 CLUSTER_BEAT_S: Final = 1.0  # leader renewal, and each node's statistics written and read

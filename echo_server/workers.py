@@ -44,10 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("echo_server")
 
-MAX_WORKERS = 64  # a typo such as --workers 400 should not start hundreds of interpreters
-START_TIMEOUT_S = 30.0  # every worker must be listening within this, or the start fails
-# Stopping waits for the workers' own graceful stop (bounded by --close-timeout), plus this.
-STOP_MARGIN_S = 5.0
 READY = b"ready\n"
 PROBE_TIMEOUT_S = 1.0
 
@@ -56,13 +52,13 @@ CONTROL_FD_OPTION = "--control-fd"
 
 
 def worker_count(text: str) -> int:
-    """The argument type of `--workers`: 1 to MAX_WORKERS."""
+    """The argument type of `--workers`: 1 to defaults.MAX_WORKERS."""
     try:
         count = int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= count <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"workers must be 1 to {MAX_WORKERS}: {count}")
+    if not 1 <= count <= defaults.MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"workers must be 1 to {defaults.MAX_WORKERS}: {count}")
     if count > 1 and not hasattr(socket, "SO_REUSEPORT"):
         raise argparse.ArgumentTypeError("this system has no SO_REUSEPORT to share a port")
     return count
@@ -155,7 +151,9 @@ class Supervisor:
         try:
             for slot in self.slots:
                 self._spawn(slot)
-            self._deadline = self.loop.call_later(START_TIMEOUT_S, self._start_timed_out)
+            self._deadline = self.loop.call_later(
+                defaults.WORKER_START_TIMEOUT_S, self._start_timed_out
+            )
             self.loop.run()
         finally:
             self._kill_all()
@@ -271,7 +269,11 @@ class Supervisor:
 
     def _start_timed_out(self) -> None:
         waiting = [slot.index for slot in self.slots if not slot.ready]
-        log.error("workers %s not listening after %g s: stopping", waiting, START_TIMEOUT_S)
+        log.error(
+            "workers %s not listening after %g s: stopping",
+            waiting,
+            defaults.WORKER_START_TIMEOUT_S,
+        )
         self.status = 1
         self.stop()
 
@@ -330,7 +332,7 @@ def supervise(
             command,
             actual_port,
             count,
-            stop_timeout_s=stop_timeout_s + STOP_MARGIN_S,
+            stop_timeout_s=stop_timeout_s + defaults.WORKER_STOP_MARGIN_S,
             on_ready=lambda: on_ready(actual_port),
         )
         return supervisor.run()
