@@ -2,9 +2,10 @@
 
 Rounds interleave the servers (A B C D, A B C D, ...) so that a change in the machine's load
 during the run spreads over all of them instead of landing on one. Each measurement gets a fresh
-server process, so no scenario inherits another's memory or connections. The report is the
-median over rounds; `--quick` is a smoke run (one round, short, small) that checks the bench
-works and writes its JSON.
+server process, so no scenario inherits another's memory or connections. The cluster scenarios
+(bench/cluster.py) are echo_server's alone: their rounds run its variants (one worker and two;
+with and without Redis) instead of the peers. The report is the median over rounds; `--quick`
+is a smoke run (one round, short, small) that checks the bench works and writes its JSON.
 
 Exit status: 0 the bench ran (servers that could not run a scenario are results, not errors);
 1 no server could run at all; 2 bad arguments.
@@ -18,11 +19,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen, report
+from bench import cluster, loadgen, report
 from bench.servers import (
+    ECHO_SERVER,
     REFERENCE,
     RunningServer,
     ServerSpec,
@@ -39,7 +42,8 @@ SMALL = "small"
 LARGE = "large"
 IDLE = "idle"
 BROADCAST = "broadcast"
-SCENARIOS = (SMALL, LARGE, IDLE, BROADCAST)
+PER_SERVER = (SMALL, LARGE, IDLE, BROADCAST)
+SCENARIOS = (*PER_SERVER, *cluster.SCENARIOS)
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ QUICK = Plan(
 
 
 def scenario_runner(plan: Plan, scenario: str) -> Callable[[RunningServer], dict[str, Any]]:
-    if scenario == SMALL:
+    if scenario in (SMALL, cluster.WORKERS):
         small = loadgen.EchoPlan(
             "/",
             plan.small_connections,
@@ -120,7 +124,12 @@ def scenario_runner(plan: Plan, scenario: str) -> Callable[[RunningServer], dict
             plan.open_timeout_s,
         )
         return lambda server: loadgen.run_idle(server, idle)
-    broadcast = loadgen.BroadcastPlan(
+    broadcast = broadcast_plan(plan)
+    return lambda server: loadgen.run_broadcast([server], broadcast)
+
+
+def broadcast_plan(plan: Plan) -> loadgen.BroadcastPlan:
+    return loadgen.BroadcastPlan(
         "/chat",
         plan.broadcast_subscribers,
         plan.broadcast_messages,
@@ -129,7 +138,6 @@ def scenario_runner(plan: Plan, scenario: str) -> Callable[[RunningServer], dict
         plan.open_timeout_s,
         plan.delivery_timeout_s,
     )
-    return lambda server: loadgen.run_broadcast(server, broadcast)
 
 
 def measure(spec: ServerSpec, scenario: str, plan: Plan) -> dict[str, Any]:
@@ -148,6 +156,30 @@ def measure(spec: ServerSpec, scenario: str, plan: Plan) -> dict[str, Any]:
         server.stop()
 
 
+def measure_layout(layout: cluster.Layout, plan: Plan) -> dict[str, Any]:
+    """The broadcast across the fresh processes of one cluster layout; a failure is a result."""
+    try:
+        with cluster.layout_servers(layout) as servers:
+            try:
+                return loadgen.run_broadcast(servers, broadcast_plan(plan))
+            except (loadgen.BenchError, OSError) as error:
+                gone = [str(server.exit_status()) for server in servers if not server.alive()]
+                status = f" (server exited with status {', '.join(gone)})" if gone else ""
+                return {"error": f"{error}{status}"}
+    except RuntimeError as error:
+        return {"error": f"did not start: {error}"}
+
+
+def round_measurements(
+    plan: Plan, servers: Sequence[ServerSpec], scenario: str
+) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    """What one round of `scenario` measures: (name in the report, measurement) pairs."""
+    if scenario == cluster.REDIS:
+        return [(layout.name, partial(measure_layout, layout, plan)) for layout in cluster.LAYOUTS]
+    specs = cluster.worker_specs() if scenario == cluster.WORKERS else servers
+    return [(spec.name, partial(measure, spec, scenario, plan)) for spec in specs]
+
+
 def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -161,15 +193,29 @@ def run(
         for scenario in scenarios:
             if scenario == IDLE and round_index >= plan.idle_rounds:
                 continue
-            for spec in servers:
+            for name, measurement in round_measurements(plan, servers, scenario):
                 started = time.monotonic()
-                result = measure(spec, scenario, plan)
-                record = {"round": round_index + 1, "scenario": scenario, "server": spec.name}
+                result = measurement()
+                record = {"round": round_index + 1, "scenario": scenario, "server": name}
                 record |= result
                 record["wall_s"] = round(time.monotonic() - started, 3)
                 runs.append(record)
                 progress(f"round {round_index + 1}/{plan.rounds} {report.one_line(record)}")
     return runs
+
+
+def scenarios_skipped(scenarios: Sequence[str], servers: Sequence[ServerSpec]) -> dict[str, str]:
+    """The cluster scenarios that cannot run, and why: they are echo_server's, and "redis"
+    needs redis-server."""
+    skipped: dict[str, str] = {}
+    wanted = [scenario for scenario in scenarios if scenario in cluster.SCENARIOS]
+    if ECHO_SERVER not in {spec.name for spec in servers}:
+        return dict.fromkeys(wanted, f"{ECHO_SERVER} is not among the servers to run")
+    if cluster.REDIS in wanted:
+        reason = cluster.redis_unavailable()
+        if reason is not None:
+            skipped[cluster.REDIS] = reason
+    return skipped
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not servers:
         progress("bench: no server to run")
         return 1
+    skipped = scenarios_skipped(scenarios, servers)
+    for scenario, reason in skipped.items():
+        progress(f"bench: scenario {scenario} n/a: {reason}")
+    scenarios = [scenario for scenario in scenarios if scenario not in skipped]
 
     open_files = raise_open_files_limit()
     progress(
@@ -254,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quick=args.quick,
         servers=servers,
         unavailable=unavailable,
+        skipped=skipped,
         runs=runs,
         reference=REFERENCE,
         wall_s=time.monotonic() - started,

@@ -11,7 +11,8 @@ time, so the report can show how much of the machine the generator used.
 Three kinds of scenario, each a function that takes a running server and a plan and returns
 raw numbers: `run_echo` (pipelined echoes: 32-byte text on 50 connections, or 1 MiB binary on
 one), `run_idle` (many idle connections: memory, time to open, a sample still echoing) and
-`run_broadcast` (one chat message at a time to many subscribers). Worker processes talk to the
+`run_broadcast` (one chat message at a time to many subscribers, on one server or spread
+over the nodes of a cluster). Worker processes talk to the
 coordinating process over pipes; all timestamps are `time.monotonic()`, one clock for every
 process on Linux.
 
@@ -651,9 +652,11 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
         for pipe in pipes:
             pipe.send(("go", warm_at, end_at))
         wait_until(warm_at)
-        server_cpu_start = server.cpu_seconds()
+        cpu_start = server.cpu_seconds_each()
         wait_until(end_at)
-        server_cpu_s = server.cpu_seconds() - server_cpu_start
+        cpu_end = server.cpu_seconds_each()
+        # Per process: with --workers, each worker's share shows the kernel spread the load.
+        server_cpu_each = [cpu_end[pid] - cpu_start.get(pid, 0.0) for pid in cpu_end]
         results = [expect(pipe, "result", plan.duration_s + 30.0)[1] for pipe in pipes]
     latencies = array("d")
     for result in results:
@@ -670,7 +673,8 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
         "latency_p99_ms": percentile(ordered, 0.99) * 1e3 if ordered else None,
         "loadgen_cpu_cores": cpu_s / plan.duration_s,
         "loadgen_processes": len(results),
-        "server_cpu_cores": server_cpu_s / plan.duration_s,
+        "server_cpu_cores": sum(server_cpu_each) / plan.duration_s,
+        "server_cpu_cores_each": [round(cpu / plan.duration_s, 3) for cpu in server_cpu_each],
     }
 
 
@@ -842,10 +846,9 @@ BROADCAST_PAYLOAD_BYTES = 32
 
 @dataclass(frozen=True)
 class BroadcastJob:
-    host: str
-    port: int
+    # (host, port, subscribers): one process may hold subscribers of several servers.
+    targets: tuple[tuple[str, int, int], ...]
     path: str
-    subscribers: int
     messages: int
     open_timeout_s: float
 
@@ -854,14 +857,18 @@ def broadcast_worker(pipe: Connection, job: BroadcastJob) -> None:
     opened = Opened()
     with reporting_errors(pipe):
         try:
-            opened = open_connections(
-                job.host,
-                job.port,
-                job.path,
-                job.subscribers,
-                reader=echo_reader(OP_TEXT, BROADCAST_PAYLOAD_BYTES),
-                timeout_s=job.open_timeout_s,
-            )
+            for host, port, subscribers in job.targets:
+                more = open_connections(
+                    host,
+                    port,
+                    job.path,
+                    subscribers,
+                    reader=echo_reader(OP_TEXT, BROADCAST_PAYLOAD_BYTES),
+                    timeout_s=job.open_timeout_s,
+                )
+                opened.peers += more.peers
+                opened.failed += more.failed
+                opened.first_error = opened.first_error or more.first_error
             pipe.send(("ready", len(opened.peers), opened.failed, opened.first_error))
             if pipe.recv()[0] == "go":
                 listen_broadcast(pipe, opened.peers, job.messages)
@@ -903,13 +910,36 @@ def listen_broadcast(pipe: Connection, peers: list[Peer], messages: int) -> None
                         pipe.send(("got", seq, now))
 
 
-def run_broadcast(server: RunningServer, plan: BroadcastPlan) -> dict[str, Any]:
-    """Publish chat messages one at a time; time each until the last subscriber has it."""
+def broadcast_targets(
+    endpoints: Sequence[tuple[str, int]], subscribers: int, processes: int
+) -> list[tuple[tuple[str, int, int], ...]]:
+    """Each generator process's (host, port, subscribers): every server gets an equal share,
+    and every process an equal part of each server's share."""
+    per_process: list[list[tuple[str, int, int]]] = [[] for _ in range(processes)]
+    for (host, port), server_share in zip(
+        endpoints, share(subscribers, len(endpoints)), strict=True
+    ):
+        for targets, count in zip(per_process, share(server_share, processes), strict=True):
+            if count:
+                targets.append((host, port, count))
+    return [tuple(targets) for targets in per_process if targets]
+
+
+def run_broadcast(servers: Sequence[RunningServer], plan: BroadcastPlan) -> dict[str, Any]:
+    """Publish chat messages one at a time on the first server; time each until the last
+    subscriber, on any of the servers, has it.
+
+    One server is the plain broadcast; several are nodes of one cluster (joined through Redis),
+    where the time includes the trip through Redis to every node.
+    """
     total = plan.warmup_messages + plan.messages
     jobs = [
-        (BroadcastJob(server.host, server.port, plan.path, count, total, plan.open_timeout_s),)
-        for count in split(plan.subscribers, plan.processes)
+        (BroadcastJob(targets, plan.path, total, plan.open_timeout_s),)
+        for targets in broadcast_targets(
+            [(server.host, server.port) for server in servers], plan.subscribers, plan.processes
+        )
     ]
+    server = servers[0]
     times: list[float] = []
     with workers(broadcast_worker, jobs) as pipes:
         ready = [
@@ -952,6 +982,7 @@ def run_broadcast(server: RunningServer, plan: BroadcastPlan) -> dict[str, Any]:
             abort(sock)
     return {
         "subscribers": opened,
+        "servers": len(servers),
         "messages": len(times),
         "broadcast_ms": statistics.median(times) * 1e3,
         "broadcast_ms_each": [round(value * 1e3, 3) for value in times],

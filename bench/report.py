@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cluster import LAYOUTS, REDIS, WORKERS, redis_server_version, worker_specs
+from bench.cluster import SCENARIOS as CLUSTER_SCENARIOS
 from bench.servers import NODE_WS, ServerSpec, versions
 
 JSON_NAME = "latest.json"
@@ -65,6 +67,14 @@ DETAILS = (
     ("idle", "sample_p50_ms", "sample_p50_ms"),
     ("idle", "sample_p99_ms", "sample_p99_ms"),
 )
+PER_SERVER = {figure.scenario for figure in FIGURES}
+# The cluster scenarios' medians: (key in a run, key in the summary).
+WORKERS_KEYS = (
+    ("messages_per_s", "messages_per_s"),
+    ("latency_p50_ms", "latency_p50_ms"),
+    ("server_cpu_cores", "server_cpu_cores"),
+    ("loadgen_cpu_cores", "loadgen_cpu_cores"),
+)
 RATIO_MEANING = (
     "times better than websockets (above 1 is better): value / websockets' for msg/s and "
     "MB/s, websockets' / value for memory per connection and broadcast time"
@@ -77,8 +87,9 @@ def median_of(values: Sequence[float | None]) -> float | None:
 
 
 def summarise(runs: Sequence[dict[str, Any]], server: str) -> dict[str, Any]:
-    """The medians over rounds of one server's runs, and what failed."""
-    mine = [run for run in runs if run["server"] == server]
+    """The medians over rounds of one server's runs, and what failed (per-server scenarios
+    only: the cluster scenarios have a summary of their own)."""
+    mine = [run for run in runs if run["server"] == server and run["scenario"] in PER_SERVER]
     summary: dict[str, Any] = {}
     for figure in FIGURES:
         done = [run for run in mine if run["scenario"] == figure.scenario]
@@ -106,6 +117,59 @@ def ratio(value: float | None, reference: float | None, higher_is_better: bool) 
     if higher_is_better:
         return value / reference
     return reference / value if value > 0 else None
+
+
+def cluster_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The cluster scenarios' medians: echo with one worker and with more ("workers", the ratio
+    of the second to the first), and the broadcast in each layout ("redis", with what each
+    layout adds to the broadcast of one process without Redis)."""
+
+    def of(scenario: str, name: str) -> list[dict[str, Any]]:
+        return [run for run in runs if run["scenario"] == scenario and run["server"] == name]
+
+    workers: dict[str, Any] = {}
+    for spec in worker_specs():
+        done = of(WORKERS, spec.name)
+        if done:
+            good = [run for run in done if "error" not in run]
+            each = [run["server_cpu_cores_each"] for run in good]
+            workers[spec.name] = {
+                name: median_of([run.get(key) for run in good]) for key, name in WORKERS_KEYS
+            } | {
+                # Per process (the supervisor first, then each worker), when the count held.
+                "server_cpu_cores_each": [
+                    statistics.median(cores) for cores in zip(*each, strict=True)
+                ]
+                if each and len({len(cores) for cores in each}) == 1
+                else None,
+                "runs": len(done),
+            }
+    one, more = (workers.get(spec.name, {}) for spec in worker_specs())
+    redis: dict[str, Any] = {}
+    for layout in LAYOUTS:
+        done = of(REDIS, layout.name)
+        if done:
+            good = [run for run in done if "error" not in run]
+            redis[layout.name] = {
+                "broadcast_ms": median_of([run["broadcast_ms"] for run in good]),
+                "processes": layout.processes,
+                "redis": layout.redis,
+                "runs": len(done),
+            }
+    local = redis.get(LAYOUTS[0].name, {}).get("broadcast_ms")
+    for entry in redis.values():
+        value = entry["broadcast_ms"]
+        entry["added_ms"] = value - local if value is not None and local is not None else None
+    return {
+        "workers": workers,
+        "workers_ratio": ratio(more.get("messages_per_s"), one.get("messages_per_s"), True),
+        "redis": redis,
+        "errors": [
+            f"{run['scenario']} {run['server']} round {run['round']}: {run['error']}"
+            for run in runs
+            if run["scenario"] in CLUSTER_SCENARIOS and run.get("error")
+        ],
+    }
 
 
 def headroom(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -179,6 +243,7 @@ def build(
     quick: bool,
     servers: Sequence[ServerSpec],
     unavailable: dict[str, str],
+    skipped: dict[str, str],
     runs: list[dict[str, Any]],
     reference: str,
     wall_s: float,
@@ -195,7 +260,7 @@ def build(
         }
         for name, summary in summaries.items()
     }
-    found_versions = versions()
+    found_versions = versions() | {"redis-server": redis_server_version()}
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": quick,
@@ -215,9 +280,11 @@ def build(
             for spec in servers
         ],
         "unavailable": unavailable,
+        "skipped_scenarios": skipped,
         "summary": summaries,
         "ratios": ratios,
         "headroom": headroom(summaries),
+        "cluster": cluster_summary(runs),
         "autobahn": autobahn,
         "wall_s": round(wall_s, 1),
         "runs": runs,
@@ -265,6 +332,13 @@ def cost_us(summary: dict[str, Any]) -> float | None:
 
 def table(results: dict[str, Any]) -> str:
     plan = results["plan"]
+    head = (
+        f"echo_server bench, {results['date']}, {results['machine']['nproc']} CPUs, "
+        f"Python {results['machine']['python']}, node {results['machine']['node'] or 'n/a'}"
+        + (" (QUICK: a smoke run, not a measurement)" if results["quick"] else "")
+    )
+    if not any(run["scenario"] in PER_SERVER for run in results["runs"]):
+        return "\n".join([head, *cluster_table(results), *notes(results)])
     headers = [
         f"{plan['small_bytes']} B x{plan['small_connections']} conns x{plan['small_in_flight']}",
         f"{plan['large_bytes'] // 1024**2} MiB x{plan['large_in_flight']} in flight",
@@ -273,9 +347,7 @@ def table(results: dict[str, Any]) -> str:
     ]
     units = ["msg/s", "MB/s", "KiB/conn", "ms"]
     lines = [
-        f"echo_server bench, {results['date']}, {results['machine']['nproc']} CPUs, "
-        f"Python {results['machine']['python']}, node {results['machine']['node'] or 'n/a'}"
-        + (" (QUICK: a smoke run, not a measurement)" if results["quick"] else ""),
+        head,
         f"medians of {plan['rounds']} rounds ({plan['idle_rounds']} for idle connections); "
         "'vs ws' = times better than websockets (above 1 is better)",
         "",
@@ -317,8 +389,57 @@ def table(results: dict[str, Any]) -> str:
         "messages; open s: time to open all idle connections; sample p50: round trip of 32 B "
         "on a sample of them, ms."
     )
+    lines += cluster_table(results)
     lines += notes(results)
     return "\n".join(lines)
+
+
+def cluster_table(results: dict[str, Any]) -> list[str]:
+    """The cluster rows: echo_server with one worker and with more; broadcast through Redis."""
+    plan, found = results["plan"], results["cluster"]
+    lines: list[str] = []
+    if found["workers"]:
+        lines += [
+            "",
+            f"{'workers':<24}{'msg/s':>17}{'vs 1':>10}{'p50 ms':>10}{'srv CPU':>10}"
+            f"{'gen CPU':>10}  per process",
+        ]
+        for index, (name, entry) in enumerate(found["workers"].items()):
+            versus = times(found["workers_ratio"]) if index else "1.00x"
+            each = entry["server_cpu_cores_each"] or []
+            lines.append(
+                f"{name:<24}{number(entry['messages_per_s']):>17}{versus:>10}"
+                f"{number(entry['latency_p50_ms'], 2):>10}"
+                f"{number(entry['server_cpu_cores'], 2):>10}"
+                f"{number(entry['loadgen_cpu_cores'], 2):>10}  "
+                + ("+".join(f"{cores:.2f}" for cores in each) if len(each) > 1 else "")
+            )
+        lines.append(
+            f"  {plan['small_bytes']} B echo on {plan['small_connections']} connections x"
+            f"{plan['small_in_flight']} in flight; srv CPU: the server's processes together "
+            "(per process: the supervisor, then each worker), gen CPU: the load generator's, "
+            f"in cores of {results['machine']['nproc']}."
+        )
+    if found["redis"]:
+        lines += [
+            "",
+            f"{'broadcast layout':<24}{'ms to ' + format(plan['broadcast_subscribers'], ','):>17}"
+            f"{'+ms':>10}",
+        ]
+        for name, entry in found["redis"].items():
+            added = entry["added_ms"]
+            lines.append(
+                f"{name:<24}{number(entry['broadcast_ms'], 1):>17}"
+                f"{'' if added is None or not entry['redis'] else f'{added:+.1f}':>10}"
+            )
+        lines.append(
+            "  one chat message, published on the first process, until the last subscriber "
+            "has it; the subscribers are split evenly between the processes. +ms: over the "
+            "layout without Redis."
+        )
+    for scenario, reason in results["skipped_scenarios"].items():
+        lines.append(f"{scenario}: n/a: {reason}")
+    return lines
 
 
 def notes(results: dict[str, Any]) -> list[str]:
@@ -359,6 +480,8 @@ def notes(results: dict[str, Any]) -> list[str]:
     for name, summary in results["summary"].items():
         for error in summary["errors"][:4]:
             lines.append(f"{name}: {brief(error)}")
+    for error in results["cluster"]["errors"][:4]:
+        lines.append(brief(error))
     for name, timing in (results["autobahn"] or {}).items():
         lines.append(
             f"autobahn {timing['cases']} {name}: {number(timing['cases_seconds'], 1)} s of cases, "
@@ -380,11 +503,13 @@ def one_line(run: dict[str, Any]) -> str:
     if run.get("error"):
         return f"{head} error: {brief(run['error'])}"
     scenario = run["scenario"]
-    if scenario == "small":
+    if scenario in ("small", WORKERS):
+        each = "+".join(f"{cores:.2f}" for cores in run["server_cpu_cores_each"])
         return (
             f"{head} {number(run['messages_per_s'])} msg/s, p50 "
             f"{number(run['latency_p50_ms'], 2)} ms, p99 {number(run['latency_p99_ms'], 2)} ms, "
             f"gen CPU {run['loadgen_cpu_cores']:.2f}, server CPU {run['server_cpu_cores']:.2f}"
+            + (f" ({each})" if len(run["server_cpu_cores_each"]) > 1 else "")
         )
     if scenario == "large":
         return f"{head} {number(run['mb_per_s'], 1)} MB/s"

@@ -13,6 +13,7 @@ with `npm ci` when missing). Not a process supervisor: nothing here restarts any
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -61,18 +62,25 @@ def python_server(name: str, args: Sequence[str], description: str) -> ServerSpe
     return ServerSpec(name, (sys.executable, *args), description)
 
 
+def echo_server(name: str, description: str, *options: str) -> ServerSpec:
+    """`python -m echo_server ws` with the bench's settings and `options` (--workers, --redis)."""
+    return python_server(
+        name,
+        # The connection limit is raised above the 10,000 idle connections the bench opens
+        # (the default is exactly 10,000); everything else is the default.
+        [
+            *("-m", "echo_server", "ws", "--host", HOST, "--port", "0"),
+            *("--max-connections", "20000", "--log-level", "warning", *options),
+        ],
+        description,
+    )
+
+
 def all_servers() -> list[ServerSpec]:
     """Every server the bench knows, in the order each round runs them."""
     return [
-        python_server(
-            ECHO_SERVER,
-            # The connection limit is raised above the 10,000 idle connections the bench
-            # opens (the default is exactly 10,000); everything else is the default.
-            [
-                *("-m", "echo_server", "ws", "--host", HOST, "--port", "0"),
-                *("--max-connections", "20000", "--log-level", "warning"),
-            ],
-            "this project: one selector loop (epoll), python -m echo_server ws",
+        echo_server(
+            ECHO_SERVER, "this project: one selector loop (epoll), python -m echo_server ws"
         ),
         python_server(
             SWS,
@@ -128,6 +136,34 @@ def raise_open_files_limit() -> int:
     return hard
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid`, from /proc (empty if it has none or is gone)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def rss_bytes(pid: int) -> int:
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0  # gone, or a zombie: it holds no memory
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of `pid` so far, from /proc/PID/stat (fields 14 and 15)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    # The command name, in parentheses, may hold spaces: count fields after it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+
+
 @dataclass
 class RunningServer:
     """One server process: where it listens, and its memory and CPU as /proc reports them."""
@@ -151,18 +187,22 @@ class RunningServer:
     def exit_status(self) -> int | None:
         return self.proc.poll()
 
+    def pids(self) -> list[int]:
+        """This server's process and its children (the workers of `--workers N`)."""
+        return [self.pid, *children(self.pid)]
+
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS in /proc/{self.pid}/status")
+        """Resident memory of the process and its children together."""
+        return sum(rss_bytes(pid) for pid in self.pids())
+
+    def cpu_seconds_each(self) -> dict[int, float]:
+        """CPU time so far of the process and of each of its children, by PID."""
+        return {pid: cpu_seconds(pid) for pid in self.pids()}
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time so far, from /proc/PID/stat (fields 14 and 15)."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        # The command name, in parentheses, may hold spaces: count fields after it.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+        """CPU time so far of the process and its children together (a child that has
+        exited, and was restarted, is not counted)."""
+        return sum(self.cpu_seconds_each().values())
 
     def stop(self) -> int:
         """SIGTERM, then SIGKILL if it has not exited in STOP_TIMEOUT_S; the exit status."""

@@ -1,9 +1,10 @@
 """The benchmark harness (bench/) runs end to end: `python -m bench --quick` against real servers.
 
-One quick run (a smoke run: one short round, 500 idle connections, 100 subscribers) is shared by
-the end-to-end tests of this module. They check that the bench ran and recorded what it
-promises, never how fast anything was: speed depends on the machine, and on whatever else it is
-doing. The load generator's frame counter, which every figure rests on, is pinned first.
+One quick run (a smoke run: one short round, 500 idle connections, 100 subscribers, and the
+cluster rows: one worker and two, a broadcast through a real redis-server) is shared by the
+end-to-end tests of this module. They check that the bench ran and recorded what it promises,
+never how fast anything was: speed depends on the machine, and on whatever else it is doing.
+The load generator's frame counter, which every figure rests on, is pinned first.
 
 Run with `python -m pytest` from the repository (as `make test` does), so that `bench` imports.
 """
@@ -11,6 +12,7 @@ Run with `python -m pytest` from the repository (as `make test` does), so that `
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,16 +24,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import REPO
 
+from bench.__main__ import scenarios_skipped
+from bench.cluster import LAYOUTS, worker_specs
 from bench.loadgen import (
     OP_BINARY,
     OP_PING,
     OP_TEXT,
     FrameReader,
+    broadcast_targets,
     client_frame,
     length_header,
     mask,
     server_frame_head,
 )
+from bench.servers import all_servers
 
 QUICK_TIMEOUT_S = 240.0
 FOUR_FIGURES = ("messages_per_s", "mb_per_s", "bytes_per_connection", "broadcast_ms")
@@ -87,12 +93,39 @@ def test_frame_reader_counts_a_fragmented_message_once() -> None:
     assert FrameReader().feed(stream) == 1
 
 
+def test_broadcast_subscribers_split_evenly_over_servers_then_processes() -> None:
+    targets = broadcast_targets([("a", 1), ("b", 2)], subscribers=1001, processes=2)
+    assert targets == [(("a", 1, 251), ("b", 2, 250)), (("a", 1, 250), ("b", 2, 250))]
+
+
+def test_broadcast_to_one_server_gives_each_process_a_part() -> None:
+    assert broadcast_targets([("a", 1)], 5, 2) == [(("a", 1, 3),), (("a", 1, 2),)]
+
+
+def test_broadcast_leaves_out_processes_with_no_subscribers() -> None:
+    assert broadcast_targets([("a", 1)], 1, 4) == [(("a", 1, 1),)]
+
+
 def test_client_frames_are_masked_and_unmask_to_the_payload() -> None:
     payload = bytes(range(256)) * 5000
     frame = client_frame(OP_BINARY, payload)
     assert frame[:2] == bytes([0x82, 0x80 | 127])
     key = frame[10:14]
     assert mask(frame[14:], key) == payload
+
+
+# Which scenarios run.
+
+
+def test_cluster_scenarios_are_skipped_without_echo_server() -> None:
+    websockets = [spec for spec in all_servers() if spec.name == "websockets"]
+    skipped = scenarios_skipped(["small", "workers", "redis"], websockets)
+    assert set(skipped) == {"workers", "redis"}
+    assert "echo_server is not among the servers" in skipped["workers"]
+
+
+def test_workers_scenario_runs_whenever_echo_server_does() -> None:
+    assert scenarios_skipped(["small", "workers"], all_servers()) == {}
 
 
 # The quick run, end to end.
@@ -157,14 +190,61 @@ def test_json_records_the_machine_the_date_and_the_versions(quick_run: QuickRun)
 
 def test_json_keeps_every_raw_run(quick_run: QuickRun) -> None:
     servers = len(quick_run.results["servers"])
-    scenarios = {run["scenario"] for run in quick_run.results["runs"]}
-    assert scenarios == {"small", "large", "idle", "broadcast"}
-    assert len(quick_run.results["runs"]) == 4 * servers
+    runs = quick_run.results["runs"]
+    per_server = [run for run in runs if run["scenario"] in ("small", "large", "idle", "broadcast")]
+    assert {run["scenario"] for run in per_server} == {"small", "large", "idle", "broadcast"}
+    assert len(per_server) == 4 * servers
+    assert [run["server"] for run in runs if run["scenario"] == "workers"] == [
+        spec.name for spec in worker_specs()
+    ]
 
 
 def test_json_reports_the_load_generators_own_cpu(quick_run: QuickRun) -> None:
     small = [run for run in quick_run.results["runs"] if run["scenario"] == "small"]
     assert all(run["loadgen_cpu_cores"] >= 0 and run["loadgen_processes"] >= 1 for run in small)
+
+
+def test_workers_row_measures_one_worker_and_two(quick_run: QuickRun) -> None:
+    workers = quick_run.results["cluster"]["workers"]
+    assert list(workers) == ["echo_server", "echo_server --workers 2"]
+    assert all(entry["messages_per_s"] for entry in workers.values()), quick_run.done.stderr
+    assert quick_run.results["cluster"]["workers_ratio"] is not None
+
+
+def test_workers_row_counts_the_cpu_of_both_workers(quick_run: QuickRun) -> None:
+    (two,) = [
+        run
+        for run in quick_run.results["runs"]
+        if run["scenario"] == "workers" and run["server"] == "echo_server --workers 2"
+    ]
+    supervisor, *workers = two["server_cpu_cores_each"]
+    # 50 connections spread by the kernel over two workers: both echo, so both use CPU.
+    assert len(workers) == 2
+    assert all(cores > 0 for cores in workers), two
+    assert two["server_cpu_cores"] == pytest.approx(supervisor + sum(workers), abs=0.01)
+
+
+def test_redis_row_measures_every_layout(quick_run: QuickRun) -> None:
+    skipped = quick_run.results["skipped_scenarios"]
+    if "redis" in skipped and not os.environ.get("CI"):
+        pytest.skip(skipped["redis"])
+    redis = quick_run.results["cluster"]["redis"]
+    assert list(redis) == [layout.name for layout in LAYOUTS]
+    missing = [name for name, entry in redis.items() if entry["broadcast_ms"] is None]
+    assert missing == [], quick_run.results["cluster"]["errors"]
+
+
+def test_redis_row_spreads_the_subscribers_over_both_processes(quick_run: QuickRun) -> None:
+    skipped = quick_run.results["skipped_scenarios"]
+    if "redis" in skipped and not os.environ.get("CI"):
+        pytest.skip(skipped["redis"])
+    (two,) = [
+        run
+        for run in quick_run.results["runs"]
+        if run["scenario"] == "redis" and run["server"] == "2 processes via Redis"
+    ]
+    assert two["servers"] == 2
+    assert two["subscribers"] == quick_run.results["plan"]["broadcast_subscribers"]
 
 
 def test_terminal_table_names_every_server(quick_run: QuickRun) -> None:
