@@ -20,7 +20,6 @@ sends to Redis.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -166,7 +165,7 @@ def layout_servers(layout: Layout) -> Iterator[list[RunningServer]]:
 
 def redis_server_version() -> str | None:
     """redis-server's version, for the record."""
-    if shutil.which(str(REDIS_SERVER)) is None:
+    if redis_unavailable() is not None:
         return None
     done = subprocess.run(
         [str(REDIS_SERVER), "--version"], capture_output=True, text=True, check=False

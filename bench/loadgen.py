@@ -11,10 +11,9 @@ time, so the report can show how much of the machine the generator used.
 Three kinds of scenario, each a function that takes a running server and a plan and returns
 raw numbers: `run_echo` (pipelined echoes: 32-byte text on 50 connections, or 1 MiB binary on
 one), `run_idle` (many idle connections: memory, time to open, a sample still echoing) and
-`run_broadcast` (one chat message at a time to many subscribers, on one server or spread
-over the nodes of a cluster). Worker processes talk to the
-coordinating process over pipes; all timestamps are `time.monotonic()`, one clock for every
-process on Linux.
+`run_broadcast` (one chat message at a time to many subscribers, on one server or spread over
+the nodes of a cluster). Worker processes talk to the coordinating process over pipes; all
+timestamps are `time.monotonic()`, one clock for every process on Linux.
 
 Not a WebSocket client library: handshake responses are checked for "101" only, and server
 frames are parsed only as far as counting messages and answering pings needs.
