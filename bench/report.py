@@ -68,13 +68,8 @@ DETAILS = (
     ("idle", "sample_p99_ms", "sample_p99_ms"),
 )
 PER_SERVER = {figure.scenario for figure in FIGURES}
-# The cluster scenarios' medians: (key in a run, key in the summary).
-WORKERS_KEYS = (
-    ("messages_per_s", "messages_per_s"),
-    ("latency_p50_ms", "latency_p50_ms"),
-    ("server_cpu_cores", "server_cpu_cores"),
-    ("loadgen_cpu_cores", "loadgen_cpu_cores"),
-)
+# The "workers" scenario's medians, under the same keys as in a run.
+WORKERS_KEYS = ("messages_per_s", "latency_p50_ms", "server_cpu_cores", "loadgen_cpu_cores")
 RATIO_MEANING = (
     "times better than websockets (above 1 is better): value / websockets' for msg/s and "
     "MB/s, websockets' / value for memory per connection and broadcast time"
@@ -134,7 +129,7 @@ def cluster_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             good = [run for run in done if "error" not in run]
             each = [run["server_cpu_cores_each"] for run in good]
             workers[spec.name] = {
-                name: median_of([run.get(key) for run in good]) for key, name in WORKERS_KEYS
+                key: median_of([run.get(key) for run in good]) for key in WORKERS_KEYS
             } | {
                 # Per process (the supervisor first, then each worker), when the count held.
                 "server_cpu_cores_each": [

@@ -12,7 +12,6 @@ Run with `python -m pytest` from the repository (as `make test` does), so that `
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,9 +21,10 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis_server import require_redis_server
 from support import REPO
 
-from bench.__main__ import scenarios_skipped
+from bench.__main__ import PER_SERVER, scenarios_skipped
 from bench.cluster import LAYOUTS, worker_specs
 from bench.loadgen import (
     OP_BINARY,
@@ -191,8 +191,8 @@ def test_json_records_the_machine_the_date_and_the_versions(quick_run: QuickRun)
 def test_json_keeps_every_raw_run(quick_run: QuickRun) -> None:
     servers = len(quick_run.results["servers"])
     runs = quick_run.results["runs"]
-    per_server = [run for run in runs if run["scenario"] in ("small", "large", "idle", "broadcast")]
-    assert {run["scenario"] for run in per_server} == {"small", "large", "idle", "broadcast"}
+    per_server = [run for run in runs if run["scenario"] in PER_SERVER]
+    assert {run["scenario"] for run in per_server} == set(PER_SERVER)
     assert len(per_server) == 4 * servers
     assert [run["server"] for run in runs if run["scenario"] == "workers"] == [
         spec.name for spec in worker_specs()
@@ -225,9 +225,7 @@ def test_workers_row_counts_the_cpu_of_both_workers(quick_run: QuickRun) -> None
 
 
 def test_redis_row_measures_every_layout(quick_run: QuickRun) -> None:
-    skipped = quick_run.results["skipped_scenarios"]
-    if "redis" in skipped and not os.environ.get("CI"):
-        pytest.skip(skipped["redis"])
+    require_redis_server()
     redis = quick_run.results["cluster"]["redis"]
     assert list(redis) == [layout.name for layout in LAYOUTS]
     missing = [name for name, entry in redis.items() if entry["broadcast_ms"] is None]
@@ -235,9 +233,7 @@ def test_redis_row_measures_every_layout(quick_run: QuickRun) -> None:
 
 
 def test_redis_row_spreads_the_subscribers_over_both_processes(quick_run: QuickRun) -> None:
-    skipped = quick_run.results["skipped_scenarios"]
-    if "redis" in skipped and not os.environ.get("CI"):
-        pytest.skip(skipped["redis"])
+    require_redis_server()
     (two,) = [
         run
         for run in quick_run.results["runs"]
