@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import enum
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -279,13 +280,34 @@ def _parse_close(payload: bytes) -> Close:
     return Close(code, reason)
 
 
+class ReaderState(enum.Enum):
+    """Where a `FrameReader` is: reading frames, or done for good."""
+
+    READING = "reading"
+    CLOSED = "closed"  # a close frame was read: what follows it is ignored
+    FAILED = "failed"  # the peer broke the protocol: nothing more is read
+
+
+# Fragments smaller than this are copied into one growing buffer; larger ones are kept as they
+# are and joined once at the end. One byte per fragment then costs one byte, not an object each.
+_JOIN_FRAGMENT_BYTES: Final = 64 * 1024
+UNLIMITED: Final = sys.maxsize
+
+
 class FrameReader:
     """Reads the frames a client sends to a server.
 
-    Feed it received bytes in any split; it returns the events completed so far. A data frame's
-    payload is consumed (unmasked, and for text decoded) as it arrives, so memory held is the
-    message so far plus at most one partial header or control frame; a text message with invalid
-    UTF-8 fails as soon as the bad bytes arrive, even in the middle of a frame.
+    Feed it received bytes in any split; it returns the events completed so far, in order. With
+    `max_frames`, one call parses at most that many frames (or parts of frames) and keeps the rest
+    for the next call (`backlog` says there is some), so that one peer's flood is handled a slice
+    per loop turn. At a protocol violation, the events before it are returned first and the
+    `ProtocolError`, carrying the close code to answer with, is raised by the next call (as
+    wsproto does): a valid message followed by a bad frame in one read is still delivered.
+
+    A data frame's payload is consumed (unmasked, and for text validated) as it arrives, so
+    memory held is the message so far in one buffer plus at most one partial header or control
+    frame and one slice of unparsed bytes; a text message with invalid UTF-8 fails as soon as the
+    bad bytes arrive, even in the middle of a frame.
     """
 
     def __init__(
@@ -296,69 +318,100 @@ class FrameReader:
     ) -> None:
         self._max_message_bytes = max_message_bytes
         self._require_mask = require_mask
-        # Bytes received but not parsed yet: a partial header or a partial control frame.
+        self.state = ReaderState.READING
+        # Bytes received but not parsed yet: a partial frame, or what a limited call left.
         self._buffer = bytearray()
-        # Set after a close frame or a protocol error: nothing more is read.
-        self._done = False
+        self._limited = False  # the last call stopped at its frame limit, not at the data's end
+        self._error: ProtocolError | None = None  # found after some events: raised next call
         # The data frame whose payload is arriving: bytes still to come, the mask rotated to
         # the next byte's position, and its FIN bit.
         self._frame_left = 0
         self._frame_mask: bytes | None = None
         self._frame_fin = False
-        # The message in progress (opcode 0 when none): payload bytes received so far, and the
-        # parts decoded so far (str for text, bytes for binary).
+        # The message in progress (opcode 0 when none): its payload bytes so far (small
+        # fragments joined in a bytearray, large ones as they are) and their count.
         self._message_opcode = 0
         self._message_bytes = 0
-        self._text_parts: list[str] = []
-        self._binary_parts: list[bytes] = []
-        self._decoder = _Utf8Decoder()
+        self._parts: list[bytes | bytearray] = []
+        self._decoder = _Utf8Decoder()  # validates text as it arrives; the text is decoded once
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes held (a partial frame and a partial message), for memory accounting."""
+        """Bytes held (unparsed bytes and a partial message), for memory accounting."""
         return len(self._buffer) + self._message_bytes
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Add received bytes; return every event now complete, in order.
+    @property
+    def backlog(self) -> bool:
+        """Whether a call with no new data would find more to do (events, or the error)."""
+        return self.state is ReaderState.READING and (self._limited or self._error is not None)
 
-        Raises ProtocolError at the first violation; events completed earlier in the same call
-        are lost then, which is fine since the connection fails anyway. After a Close event,
-        or after a ProtocolError, further bytes are ignored (return []).
+    def feed(
+        self, data: bytes | bytearray | memoryview = b"", max_frames: int = UNLIMITED
+    ) -> list[Event]:
+        """Add received bytes; return the events now complete, in order (at most `max_frames`
+        frames parsed).
+
+        Raises ProtocolError at a violation when no event precedes it in this call; otherwise the
+        events come first and the next call raises. After a Close event, or after a
+        ProtocolError, further bytes are ignored (return []).
 
         `data` is copied where needed, never kept: the caller may reuse its buffer.
         """
-        if self._done or not data:
+        if self.state is not ReaderState.READING:
             return []
+        if self._error is not None:
+            self._fail()
+            raise self._error
         buffer = self._buffer
         view: bytes | bytearray | memoryview
         if buffer:
-            buffer += data
+            if data:
+                buffer += data
             view = buffer
-        else:
+        elif data:
             view = data
+        else:
+            self._limited = False
+            return []
+        events: list[Event] = []
         try:
-            events, used = self._parse(view)
-        except ProtocolError:
-            self._done = True
-            self._buffer = bytearray()
-            raise
-        # Compact once per feed; whatever is left is less than one header or control frame.
+            used = self._parse(view, events, max_frames)
+        except ProtocolError as error:
+            if not events:
+                self._fail()
+                raise
+            self._error = error
+            return events
+        # Compact once per call; what is left is a partial frame or what the limit left.
         if view is buffer:
             del buffer[:used]
         elif used < len(view):
             buffer += view[used:]
         return events
 
-    def _parse(self, data: bytes | bytearray | memoryview) -> tuple[list[Event], int]:
-        """Parse frames from `data`; return the events and how many bytes were used."""
-        events: list[Event] = []
+    def _fail(self) -> None:
+        self.state = ReaderState.FAILED
+        self._buffer = bytearray()
+        self._parts = []
+
+    def _parse(
+        self, data: bytes | bytearray | memoryview, events: list[Event], max_frames: int
+    ) -> int:
+        """Parse frames from `data` into `events`; return how many bytes were used.
+
+        `events` is filled in place, so that what was parsed before a ProtocolError is kept.
+        """
         pos = 0
         end = len(data)
-        require_mask = self._require_mask
         max_message_bytes = self._max_message_bytes
-        from_bytes = int.from_bytes
         apply_mask = _apply_mask_c
+        frames = 0
+        self._limited = False
         while pos < end:
+            if frames == max_frames:
+                self._limited = True
+                break
+            frames += 1
             if self._frame_left:
                 size = min(self._frame_left, end - pos)
                 self._consume_payload(data[pos : pos + size])
@@ -380,79 +433,27 @@ class FrameReader:
                     if apply_mask is not None:
                         payload = apply_mask(data[start:stop], short_mask)
                     else:
-                        # unmask_python inlined: the call alone cost a third of it on 32 bytes.
-                        mask_int = from_bytes((short_mask * (length // 4 + 1))[:length], "little")
-                        payload = (from_bytes(data[start:stop], "little") ^ mask_int).to_bytes(
-                            length, "little"
-                        )
+                        payload = unmask_python(data[start:stop], short_mask)
                     events.append(_whole_message(first == _FIN_TEXT, payload))
                     pos = stop
                     continue
-            fin = first & _FIN
-            opcode = first & _OPCODE_MASK
-            if first & _RSV_MASK:
-                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "RSV bit set without extension")
-            if opcode not in _KNOWN_OPCODES:
-                raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
-            masked = second & _MASK_BIT
-            if require_mask and not masked:
-                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "client frame is not masked")
-            is_control = opcode & _CONTROL_BIT
-            if is_control:
-                if not fin:
-                    raise ProtocolError(CloseCode.PROTOCOL_ERROR, "fragmented control frame")
-            elif opcode == _CONTINUATION:
-                if not self._message_opcode:
-                    raise ProtocolError(CloseCode.PROTOCOL_ERROR, "continuation without message")
-            elif self._message_opcode:
-                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "new message inside fragmented one")
-
-            length = second & _LENGTH_MASK
-            start = pos + 2
-            if length == _LENGTH_16:
-                if end - start < 2:
-                    break
-                (length,) = _UINT16.unpack_from(data, start)
-                start += 2
-            elif length == _LENGTH_64:
-                if end - start < 8:
-                    break
-                (length,) = _UINT64.unpack_from(data, start)
-                start += 8
-                if length >> 63:
-                    raise ProtocolError(CloseCode.PROTOCOL_ERROR, "frame length over 63 bits")
-            if is_control:
-                if length > MAX_CONTROL_PAYLOAD_BYTES:
-                    raise ProtocolError(CloseCode.PROTOCOL_ERROR, "control frame over 125 bytes")
-            elif self._message_bytes + length > max_message_bytes:
-                # Refused on the header alone, before buffering any of the payload.
-                raise ProtocolError(
-                    CloseCode.MESSAGE_TOO_BIG, f"message over {max_message_bytes} bytes"
-                )
-            mask: bytes | None = None
-            if masked:
-                if end - start < 4:
-                    break
-                mask = bytes(data[start : start + 4])
-                start += 4
-
+            header = self._parse_header(data, pos, first, second)
+            if header is None:
+                break  # the header is not all here yet
+            opcode, fin, length, mask, start = header
             stop = start + length
-            if is_control:
+            if opcode & _CONTROL_BIT:
                 if stop > end:
                     break  # a control frame is at most 139 bytes: wait for all of it
                 raw = data[start:stop]
                 payload = unmask(raw, mask) if mask is not None else bytes(raw)
                 pos = stop
-                if opcode == _PING:
-                    events.append(Ping(payload))
-                elif opcode == _PONG:
-                    events.append(Pong(payload))
-                else:
-                    events.append(_parse_close(payload))
-                    self._done = True
-                    return events, end
+                event = _control_event(opcode, payload)
+                events.append(event)
+                if type(event) is Close:
+                    self.state = ReaderState.CLOSED
+                    return end
                 continue
-
             if opcode and fin and stop <= end:
                 # The common case: a whole unfragmented message in hand.
                 raw = data[start:stop]
@@ -460,7 +461,6 @@ class FrameReader:
                 events.append(_whole_message(opcode == _TEXT, payload))
                 pos = stop
                 continue
-
             if opcode:
                 self._message_opcode = opcode
             self._frame_left = length
@@ -469,7 +469,62 @@ class FrameReader:
             pos = start
             if not length and fin:
                 events.append(self._finish_message())
-        return events, pos
+        return pos
+
+    def _parse_header(
+        self, data: bytes | bytearray | memoryview, pos: int, first: int, second: int
+    ) -> tuple[int, int, int, bytes | None, int] | None:
+        """Check a frame header against the rules; (opcode, fin, length, mask, payload start),
+        or None while it is incomplete. Raises ProtocolError for a frame the peer may not send."""
+        fin = first & _FIN
+        opcode = first & _OPCODE_MASK
+        if first & _RSV_MASK:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "RSV bit set without extension")
+        if opcode not in _KNOWN_OPCODES:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+        masked = second & _MASK_BIT
+        if self._require_mask and not masked:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "client frame is not masked")
+        is_control = opcode & _CONTROL_BIT
+        if is_control:
+            if not fin:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "fragmented control frame")
+        elif opcode == _CONTINUATION:
+            if not self._message_opcode:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "continuation without message")
+        elif self._message_opcode:
+            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "new message inside fragmented one")
+
+        end = len(data)
+        length = second & _LENGTH_MASK
+        start = pos + 2
+        if length == _LENGTH_16:
+            if end - start < 2:
+                return None
+            (length,) = _UINT16.unpack_from(data, start)
+            start += 2
+        elif length == _LENGTH_64:
+            if end - start < 8:
+                return None
+            (length,) = _UINT64.unpack_from(data, start)
+            start += 8
+            if length >> 63:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "frame length over 63 bits")
+        if is_control:
+            if length > MAX_CONTROL_PAYLOAD_BYTES:
+                raise ProtocolError(CloseCode.PROTOCOL_ERROR, "control frame over 125 bytes")
+        elif self._message_bytes + length > self._max_message_bytes:
+            # Refused on the header alone, before buffering any of the payload.
+            raise ProtocolError(
+                CloseCode.MESSAGE_TOO_BIG, f"message over {self._max_message_bytes} bytes"
+            )
+        mask: bytes | None = None
+        if masked:
+            if end - start < 4:
+                return None
+            mask = bytes(data[start : start + 4])
+            start += 4
+        return opcode, fin, length, mask, start
 
     def _consume_payload(self, chunk: bytes | bytearray | memoryview) -> None:
         """Take in the next part of the current data frame's payload."""
@@ -478,46 +533,57 @@ class FrameReader:
         self._message_bytes += size
         mask = self._frame_mask
         if mask is None:
-            payload = bytes(chunk)
+            payload: bytes | bytearray | memoryview = chunk
         else:
             payload = unmask(chunk, mask)
             shift = size % 4
             if shift:
                 self._frame_mask = mask[shift:] + mask[:shift]
-        if self._message_opcode == _BINARY:
-            self._binary_parts.append(payload)
-            return
-        decoder = self._decoder
-        try:
-            text = decoder.decode(payload)
-        except UnicodeDecodeError:
-            raise _invalid_utf8() from None
-        # CPython's decoder waits for a third byte before refusing a UTF-16 surrogate
-        # (ED A0..ED BF), which can never become valid: refuse it now, to fail fast.
-        pending = decoder.getstate()[0]
-        if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
-            raise _invalid_utf8()
-        if text:
-            self._text_parts.append(text)
+        if self._message_opcode == _TEXT:
+            decoder = self._decoder
+            try:
+                decoder.decode(payload)
+            except UnicodeDecodeError:
+                raise _invalid_utf8() from None
+            # CPython's decoder waits for a third byte before refusing a UTF-16 surrogate
+            # (ED A0..ED BF), which can never become valid: refuse it now, to fail fast.
+            pending = decoder.getstate()[0]
+            if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+                raise _invalid_utf8()
+        parts = self._parts
+        if size >= _JOIN_FRAGMENT_BYTES:
+            parts.append(bytes(payload) if not isinstance(payload, bytes) else payload)
+        elif parts and type(parts[-1]) is bytearray and len(parts[-1]) < _JOIN_FRAGMENT_BYTES:
+            parts[-1] += payload
+        else:
+            parts.append(bytearray(payload))
 
     def _finish_message(self) -> Message:
         """The message in progress is complete: join its parts and reset."""
-        data: str | bytes
-        if self._message_opcode == _BINARY:
-            parts = self._binary_parts
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-            self._binary_parts = []
-        else:
-            try:
-                tail = self._decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                raise _invalid_utf8() from None
-            self._text_parts.append(tail)
-            data = "".join(self._text_parts)
-            self._text_parts = []
+        parts = self._parts
+        raw = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+        self._parts = []
+        opcode = self._message_opcode
         self._message_opcode = 0
         self._message_bytes = 0
-        return Message(data)
+        if opcode == _BINARY:
+            return Message(bytes(raw))
+        try:
+            self._decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise _invalid_utf8() from None
+        finally:
+            self._decoder.reset()
+        # Validated as it arrived, so this cannot fail.
+        return Message(raw.decode())
+
+
+def _control_event(opcode: int, payload: bytes) -> Ping | Pong | Close:
+    if opcode == _PING:
+        return Ping(payload)
+    if opcode == _PONG:
+        return Pong(payload)
+    return _parse_close(payload)
 
 
 def _whole_message(is_text: bool, payload: bytes) -> Message:

@@ -7,6 +7,7 @@ RFC 6455 section 5.7 and against the independent encoder of the `websockets` pac
 from __future__ import annotations
 
 import random
+import tracemalloc
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -28,6 +29,7 @@ from echo_server.frames import (
     Ping,
     Pong,
     ProtocolError,
+    ReaderState,
     encode_close,
     encode_frame,
     frame_header,
@@ -60,10 +62,12 @@ def feed_all(
 
 
 def refusal(data: bytes, *, max_message_bytes: int = MIB) -> ProtocolError:
-    """The ProtocolError a fresh reader raises on `data`."""
+    """The ProtocolError a fresh reader raises on `data` (at once, or on the next call when
+    events came before the violation)."""
     reader = FrameReader(max_message_bytes=max_message_bytes)
     with pytest.raises(ProtocolError) as raised:
         reader.feed(data)
+        reader.feed()
     return raised.value
 
 
@@ -724,3 +728,94 @@ def test_any_conversation_in_any_chunks_round_trips(
     stream, expected = conversation
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=30))
     assert feed_in_chunks(FrameReader(), stream, cuts) == expected
+
+
+# Work per call, and what comes before a violation.
+
+
+def test_a_valid_message_before_a_bad_frame_is_delivered_then_the_error_is_raised() -> None:
+    # Autobahn 3.2: a text message, then a frame with RSV bits set, in one read.
+    reader = FrameReader()
+    events = reader.feed(client_frame(Opcode.TEXT, b"hello") + client_frame(Opcode.TEXT, rsv=2))
+    assert events == [Message("hello")]
+    assert reader.backlog
+    with pytest.raises(ProtocolError) as raised:
+        reader.feed()
+    assert raised.value.code == CloseCode.PROTOCOL_ERROR
+    assert reader.state is ReaderState.FAILED
+
+
+def test_pings_before_a_bad_frame_are_delivered_too() -> None:
+    reader = FrameReader()
+    data = client_frame(Opcode.PING, b"a") + client_frame(Opcode.TEXT, b"b") + b"\x83\x80" + MASK
+    assert reader.feed(data) == [Ping(b"a"), Message("b")]
+    with pytest.raises(ProtocolError):
+        reader.feed(client_frame(Opcode.TEXT, b"ignored"))
+
+
+def test_after_the_error_nothing_more_is_read() -> None:
+    reader = FrameReader()
+    reader.feed(client_frame(Opcode.TEXT, b"ok") + client_frame(0x3))
+    with pytest.raises(ProtocolError):
+        reader.feed()
+    assert reader.feed(client_frame(Opcode.TEXT, b"late")) == []
+    assert not reader.backlog
+
+
+def test_max_frames_bounds_the_work_of_one_call_and_the_rest_waits() -> None:
+    reader = FrameReader()
+    data = b"".join(client_frame(Opcode.TEXT, str(i).encode()) for i in range(100))
+    first = reader.feed(data, max_frames=30)
+    assert first == [Message(str(i)) for i in range(30)]
+    assert reader.backlog
+    rest: list[Event] = []
+    for _ in range(10):
+        if not reader.backlog:
+            break
+        rest += reader.feed(max_frames=30)
+    assert rest == [Message(str(i)) for i in range(30, 100)]
+    assert not reader.backlog
+
+
+def test_new_bytes_join_the_backlog_in_order() -> None:
+    reader = FrameReader()
+    first = reader.feed(client_frame(Opcode.TEXT, b"1") + client_frame(Opcode.TEXT, b"2"), 1)
+    later = reader.feed(client_frame(Opcode.TEXT, b"3"))
+    assert first + later == [Message("1"), Message("2"), Message("3")]
+
+
+def test_fragments_of_a_large_frame_count_one_frame_per_part_received() -> None:
+    reader = FrameReader()
+    frame = client_frame(Opcode.BINARY, b"x" * 1000)
+    assert reader.feed(frame[:500], max_frames=1) == []
+    assert reader.feed(frame[500:], max_frames=1) == [Message(b"x" * 1000)]
+
+
+def test_a_message_of_one_byte_fragments_is_held_in_about_its_own_size() -> None:
+    # 64 KiB sent as 65,536 one-byte fragments: an object per fragment would be ~50x that.
+    size = 64 * 1024
+    stream = b"".join(
+        client_frame(Opcode.BINARY if i == 0 else Opcode.CONTINUATION, b"z", fin=False)
+        for i in range(size - 1)
+    ) + client_frame(Opcode.CONTINUATION, b"z")
+    reader = FrameReader()
+    tracemalloc.start()
+    try:
+        events: list[Event] = []
+        for start in range(0, len(stream), 4096):
+            events += reader.feed(stream[start : start + 4096])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert events == [Message(b"z" * size)]
+    assert peak < 4 * size
+
+
+def test_a_fragmented_text_message_is_validated_and_decoded_whole() -> None:
+    text = "κόσμε €"
+    raw = text.encode()
+    stream = b"".join(
+        client_frame(Opcode.TEXT if i == 0 else Opcode.CONTINUATION, raw[i : i + 1], fin=False)
+        for i in range(len(raw))
+    ) + client_frame(Opcode.CONTINUATION)
+    assert feed_all(stream) == [Message(text)]
