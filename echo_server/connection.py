@@ -30,11 +30,13 @@ import logging
 import os
 import socket
 import ssl
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from simple_websocket_server import WebSocket
 
+from echo_server import defaults
 from echo_server.frames import (
     Close,
     CloseCode,
@@ -48,16 +50,13 @@ from echo_server.frames import (
     frame_header,
 )
 from echo_server.loop import EVENT_READ, EVENT_WRITE, Timer
-from echo_server.sendbuffer import Buffer, SendBuffer
+from echo_server.sendbuffer import WOULD_BLOCK, Buffer, SendBuffer
 
 if TYPE_CHECKING:
     from echo_server.handshake import Request
     from echo_server.server import Server
 
-log = logging.getLogger("echo_server")
-
-JOIN_SMALL_WRITES_BYTES = 64 * 1024
-RECV_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+log = logging.getLogger(__name__)
 
 
 class Phase(Enum):
@@ -79,7 +78,6 @@ class Connection(WebSocket):
         self.data: str | bytes = ""
         self.opcode = Opcode.TEXT
         self.handshaked = True
-        self.closed = False
         self.usingssl = isinstance(sock, ssl.SSLSocket)
         self.route = request.path  # the path that chose this handler, for statistics
         self.fd = sock.fileno()  # the server's key for this connection, kept after close
@@ -87,10 +85,10 @@ class Connection(WebSocket):
         settings = server.settings
         self._reader = FrameReader(max_message_bytes=settings.max_message_bytes)
         self._out = SendBuffer(sock)
-        # While the events of one read are handled, frames gather here and leave in one send.
-        self._corked: list[Buffer] | None = None
         self._write_limit = settings.write_limit_bytes
-        self._reading_paused = False
+        self._flush_queued = False  # a flush is asked for at the end of this loop turn
+        self._reading_paused = False  # too much unsent: back-pressure until half has drained
+        self._backlogged = False  # frames left to parse from the last read: continued next turn
         self._interest = 0
         self._timer: Timer | None = None  # the close timeout, while one runs
         self._ping_timer: Timer | None = None
@@ -98,10 +96,19 @@ class Connection(WebSocket):
         self._ping_payload: bytes | None = None
         self._handle_close_called = False
 
+    @property
+    def closed(self) -> bool:  # type: ignore[override]  # upstream's attribute, derived here
+        """Upstream's flag: True once the closing handshake has started (or the socket is gone)."""
+        return self.phase is not Phase.OPEN
+
     # Handler API (upstream names).
 
     def send_message(self, data: str | bytes | bytearray | memoryview) -> None:
-        """Send one message: text for `str`, binary for anything bytes-like."""
+        """Send one message: text for `str`, binary for anything bytes-like.
+
+        After the connection has started closing, this does nothing (nothing may follow a close
+        frame), as upstream drops what is sent to a closed client.
+        """
         if isinstance(data, str):
             self._send_frame(Opcode.TEXT, data.encode())
         else:
@@ -117,7 +124,6 @@ class Connection(WebSocket):
         if self.phase is Phase.OPEN:
             self._queue(encode_close(status, reason))
             self.phase = Phase.CLOSING
-            self.closed = True
             self._start_close_timer()
             self._update_interest()
 
@@ -129,31 +135,29 @@ class Connection(WebSocket):
         """
         if self.phase is not Phase.OPEN:
             return False
-        if self._out.size > self._write_limit:
+        if self._out.cost > self._write_limit:
             log.warning("closing %s: too slow, %d bytes unsent", self.address, self._out.size)
             self._fail(CloseCode.POLICY_VIOLATION, "too slow")
             return False
-        self.server.stats.messages_out += 1
-        self.server.stats.bytes_out += len(frame)
+        stats = self.server.stats
+        stats.messages_out += 1
+        stats.bytes_out += len(frame)
         self._queue(frame)
         return True
-
-    @property
-    def buffered_amount(self) -> int:
-        """Bytes accepted for sending that the client has not taken yet."""
-        return self._out.size
 
     # Called by the server.
 
     def start(self, response_head: bytes, leftover: bytes) -> None:
         """Send the 101 response, tell the handler, then parse bytes that came with the request."""
         self._queue(response_head)
-        if self.phase is Phase.CLOSED:
-            return
         self._schedule_ping()
+        self._guard(self._start, leftover)
+
+    def _start(self, leftover: bytes) -> None:
         self._call_handler(self.connected)
         if leftover and self.phase is Phase.OPEN:
             self._receive(leftover)
+        self._update_interest()
 
     def on_ready(self, mask: int) -> None:
         try:
@@ -162,30 +166,49 @@ class Connection(WebSocket):
             if mask & EVENT_READ and self.phase is not Phase.CLOSED:
                 self._read()
         except Exception:
-            # A bug here must cost this one client, never the server and everyone else.
-            log.exception("internal error on connection from %s", self.address)
-            self._drop()
+            self._internal_error()
 
     def abort(self) -> None:
         """Drop the connection now, without a closing handshake."""
         self._drop()
 
+    # Guarding: a bug here must cost this one client, never the server and everyone else.
+
+    def _guard(self, method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:
+            self._internal_error()
+
+    def _internal_error(self) -> None:
+        log.exception("internal error on connection from %s", self.address)
+        try:
+            self._fail(CloseCode.INTERNAL_ERROR, "internal error")
+        except Exception:
+            self._drop()  # failing to fail: nothing is left to try but letting go
+
+    def _later(self, delay_s: float, method: Callable[[], None]) -> Timer:
+        """A loop timer that runs `method` under this connection's guard."""
+        return self.server.loop.call_later(delay_s, lambda: self._guard(method))
+
     # Reading.
 
     def _read(self) -> None:
         sock = self.client
+        buffer = self.server.recv_buffer
         data: bytes | memoryview
         try:
-            if isinstance(sock, ssl.SSLSocket):
-                data = sock.recv(len(self.server.recv_buffer))
+            if self.usingssl:
+                assert isinstance(sock, ssl.SSLSocket)
+                data = sock.recv(len(buffer))
                 # TLS may hold decrypted bytes that select() cannot see: take them now.
-                while sock.pending() and data:
-                    data += sock.recv(sock.pending())
+                while data and sock.pending() and len(data) < len(buffer):
+                    data += sock.recv(min(sock.pending(), len(buffer) - len(data)))
             else:
                 # Into the server's one receive buffer: no allocation per read. The frame
                 # reader copies what it keeps, so the buffer is free again when this returns.
-                data = self.server.recv_buffer[: sock.recv_into(self.server.recv_buffer)]
-        except RECV_WOULD_BLOCK:
+                data = buffer[: sock.recv_into(buffer)]
+        except WOULD_BLOCK:
             return
         except OSError:
             self._drop()
@@ -195,19 +218,19 @@ class Connection(WebSocket):
             return
         if self.phase is Phase.DRAINING:
             return  # after the close handshake, bytes are read only to find the EOF
+        self.server.stats.bytes_in += len(data)
         self._receive(data)
 
     def _receive(self, data: bytes | memoryview) -> None:
+        """Parse a slice of what was received (at most FRAMES_PER_TURN frames) and handle it."""
         try:
-            events = self._reader.feed(data)
+            events = self._reader.feed(data, defaults.FRAMES_PER_TURN)
         except ProtocolError as error:
             self._fail(error.code, error.reason)
             return
-        self.server.stats.bytes_in += len(data)
-        self._corked = []
         for event in events:
             if self.phase is Phase.CLOSED or self.phase is Phase.DRAINING:
-                break
+                return
             if type(event) is Message:
                 if self.phase is Phase.OPEN:  # after our close frame, messages are dropped
                     self.server.stats.messages_in += 1
@@ -221,7 +244,26 @@ class Connection(WebSocket):
                 self._on_pong(event.payload)
             elif type(event) is Close:
                 self._on_close_frame(event)
-        self._uncork()
+        backlogged = self._reader.backlog and self.phase is not Phase.CLOSED
+        if backlogged != self._backlogged:
+            self._backlogged = backlogged
+            self._update_interest()
+        if backlogged:
+            # Others get their turn first: this socket's next slice runs in the next turn,
+            # and until its backlog is done, nothing more is read from it.
+            self.server.loop.call_soon(self._continue)
+
+    def _continue(self) -> None:
+        self._guard(self._receive, b"")
+        if not self._backlogged and self.usingssl and self.phase is Phase.OPEN:
+            self._read_tls_pending()
+
+    def _read_tls_pending(self) -> None:
+        # Bytes TLS decrypted but nobody read are invisible to the poller: read them now.
+        sock = self.client
+        assert isinstance(sock, ssl.SSLSocket)
+        if sock.pending() and self._interest & EVENT_READ:
+            self._guard(self._read)
 
     def _on_close_frame(self, event: Close) -> None:
         if self.phase is Phase.OPEN:
@@ -230,10 +272,9 @@ class Connection(WebSocket):
                 self._queue(frame_header(Opcode.CLOSE, 0))
             else:
                 self._queue(encode_close(event.code))
-            self.closed = True
         self._finish()
 
-    def _call_handler(self, method: Any) -> None:
+    def _call_handler(self, method: Callable[[], None]) -> None:
         try:
             method()
         except Exception:
@@ -246,7 +287,6 @@ class Connection(WebSocket):
         """Fail the connection: the one place a protocol violation becomes a close frame."""
         if self.phase is Phase.OPEN:
             self._queue(encode_close(code, reason))
-            self.closed = True
             log.debug("closing %s with %d: %s", self.address, code, reason)
         if self.phase is not Phase.CLOSED:
             self._finish()
@@ -255,6 +295,7 @@ class Connection(WebSocket):
         """The closing handshake is over: flush what is queued, half-close, wait for the EOF."""
         self.phase = Phase.DRAINING
         self._reader = FrameReader()  # drop partial messages now rather than at the end
+        self._backlogged = False
         self._start_close_timer()
         self._cancel_ping()
         self._flush()
@@ -269,7 +310,6 @@ class Connection(WebSocket):
         if self.phase is Phase.CLOSED:
             return
         self.phase = Phase.CLOSED
-        self.closed = True
         loop = self.server.loop
         loop.cancel(self._timer)
         self._cancel_ping()
@@ -287,9 +327,7 @@ class Connection(WebSocket):
     # Keepalive: a ping every interval; no pong within the timeout fails the connection.
 
     def _schedule_ping(self) -> None:
-        self._ping_timer = self.server.loop.call_later(
-            self.server.settings.ping_interval_s, self._send_ping
-        )
+        self._ping_timer = self._later(self.server.settings.ping_interval_s, self._send_ping)
 
     def _send_ping(self) -> None:
         if self.phase is not Phase.OPEN:
@@ -299,9 +337,7 @@ class Connection(WebSocket):
             return  # still waiting for the last pong: its timer decides
         self._ping_payload = os.urandom(4)
         self._send_frame(Opcode.PING, self._ping_payload)
-        self._pong_timer = self.server.loop.call_later(
-            self.server.settings.ping_timeout_s, self._pong_missing
-        )
+        self._pong_timer = self._later(self.server.settings.ping_timeout_s, self._pong_missing)
 
     def _pong_missing(self) -> None:
         if self._ping_payload is not None:
@@ -317,24 +353,16 @@ class Connection(WebSocket):
         self.server.loop.cancel(self._pong_timer)
         self._ping_timer = self._pong_timer = None
 
-    # Writing.
-
-    def _uncork(self) -> None:
-        parts, self._corked = self._corked, None
-        if not parts:
-            return
-        if len(parts) > 1 and sum(map(len, parts)) <= JOIN_SMALL_WRITES_BYTES:
-            self._queue(b"".join(parts))  # cheaper than a long scatter list for small frames
-        else:
-            self._queue(*parts)
+    # Writing: frames are queued as they are made, and flushed once at the end of the turn.
 
     def _send_frame(
         self, opcode: Opcode, payload: bytes | bytearray | memoryview, fin: bool = True
     ) -> None:
         if self.phase is not Phase.OPEN:
             return  # nothing may follow our close frame
-        self.server.stats.messages_out += 1
-        self.server.stats.bytes_out += len(payload)
+        stats = self.server.stats
+        stats.messages_out += 1
+        stats.bytes_out += len(payload)
         if not isinstance(payload, bytes):
             payload = bytes(payload)  # the caller may reuse its buffer once this returns
         self._queue(frame_header(opcode, len(payload), fin=fin), payload)
@@ -342,18 +370,18 @@ class Connection(WebSocket):
     def _queue(self, *parts: Buffer) -> None:
         if self.phase is Phase.CLOSED:
             return
-        if self._corked is not None:
-            self._corked += parts
-            return
-        try:
-            self._out.write(parts)
-        except OSError:
-            self._drop()
-            return
-        self._update_interest()
+        self._out.write(parts)
+        if not self._flush_queued:
+            self._flush_queued = True
+            self.server.loop.at_turn_end(self._flush_at_turn_end)
+
+    def _flush_at_turn_end(self) -> None:
+        self._flush_queued = False
+        self._guard(self._flush)
 
     def _flush(self) -> None:
-        self._uncork()
+        if self.phase is Phase.CLOSED:
+            return
         try:
             self._out.flush()
         except OSError:
@@ -374,14 +402,17 @@ class Connection(WebSocket):
     def _update_interest(self) -> None:
         if self.phase is Phase.CLOSED:
             return
-        size = self._out.size
-        if self._reading_paused:
-            self._reading_paused = size > self._write_limit // 2
+        cost = self._out.cost
+        was_paused = self._reading_paused
+        if was_paused:
+            self._reading_paused = cost > self._write_limit // 2
         else:
-            self._reading_paused = size > self._write_limit
-        events = 0 if self._reading_paused else EVENT_READ
-        if size:
+            self._reading_paused = cost > self._write_limit
+        events = 0 if self._reading_paused or self._backlogged else EVENT_READ
+        if self._out:
             events |= EVENT_WRITE
         if events != self._interest:
             self._interest = events
             self.server.loop.set_interest(self.client, events, self.on_ready)
+            if was_paused and not self._reading_paused and self.usingssl:
+                self.server.loop.call_soon(self._read_tls_pending)

@@ -31,7 +31,16 @@ MAX_HEADER_LINES: Final = 100
 WRITE_LIMIT_BYTES: Final = 1024 * 1024
 RECV_CHUNK_BYTES: Final = 256 * 1024
 
+# Fairness: one loop turn parses at most this many frames from one client, then the others get
+# their turn. A read of thousands of tiny messages (a flood to /chat, say) is handled over several
+# turns instead of holding everyone up; a normal client never reaches it.
+FRAMES_PER_TURN: Final = 64
+
 # Push routes.
+# /chat: messages per second one client may send (--rate-limit); it may save up this many
+# seconds' worth for a burst. A person typing, or a page repeating "*" each second, is far below.
+RATE_LIMIT_PER_S: Final = 100.0
+RATE_LIMIT_BURST_S: Final = 2.0
 TICK_INTERVAL_S: Final = 1.0
 STREAM_MAX_GAP_S: Final = 1.0  # /stream: the value changes at random gaps of 0 to this
 

@@ -1,11 +1,16 @@
-"""A socket's outgoing bytes: sent at once when the kernel takes them, queued when it does not.
+"""A socket's outgoing bytes: queued by `write()`, sent by `flush()`, counted by what they cost.
 
-The owner asks `write()` to send some buffers (a frame header and its payload, or everything a
-read produced); what the kernel does not take waits here until the socket is writable again and
-`flush()` is called. On a plain socket the buffers go out in one `sendmsg` call without being
-joined (no copy of a large payload); TLS sockets take one buffer at a time, and a buffer TLS
-refused is offered again unchanged, as OpenSSL requires after a want-write. `size` is what the
-back-pressure and slow-consumer limits look at. It never blocks and never loops on a full socket.
+The owner writes frames as they are made (a header and its payload, a frame shared by many
+subscribers) and flushes once per loop turn, so that a socket gets one `send` per turn however
+many messages it was given. Small writes are copied into one growing bytearray at the tail of
+the queue; large ones (`COPY_BELOW_BYTES` and up) are kept by reference, never copied. On a plain
+socket the queue goes out in one `sendmsg` call without being joined; a TLS socket takes one
+buffer at a time.
+
+`size` is the bytes still to send; `cost` is the memory the queue holds for them, each buffer
+kept by reference counted with its object's overhead. Back-pressure and the slow-consumer limit
+look at `cost`, so ten thousand one-byte frames cost what they really take, not ten thousand
+bytes. It never blocks and never loops on a full socket.
 """
 
 from __future__ import annotations
@@ -15,52 +20,68 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from itertools import islice
+from typing import Final
 
 # What a non-blocking send raises when the kernel (or TLS) cannot take more right now.
-WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
+WOULD_BLOCK: Final = (
+    BlockingIOError,
+    InterruptedError,
+    ssl.SSLWantWriteError,
+    ssl.SSLWantReadError,
+)
 # Buffers per sendmsg call: Linux's IOV_MAX is 1024.
-MAX_BUFFERS_PER_SEND = 512
+MAX_BUFFERS_PER_SEND: Final = 512
+# Writes below this are copied into the tail buffer; larger ones are queued by reference.
+COPY_BELOW_BYTES: Final = 16 * 1024
+# The tail buffer takes copies until it holds this much; then a new one starts.
+TAIL_MAX_BYTES: Final = 64 * 1024
+# What a queued buffer costs beyond its bytes: the object, and its slot in the queue.
+BUFFER_OVERHEAD_BYTES: Final = 128
 
 Buffer = bytes | bytearray | memoryview
-NOTHING_QUEUED: deque[Buffer] = deque(maxlen=0)  # shared, always empty: appending is a bug
 
 
 class SendBuffer:
-    __slots__ = ("_chunks", "_gather", "_sock", "size")
+    __slots__ = ("_chunks", "_gather", "_sock", "_tail", "cost", "size")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._gather = not isinstance(sock, ssl.SSLSocket)
-        # Most writes go out at once: the queue is made the first time one does not.
-        self._chunks: deque[Buffer] = NOTHING_QUEUED
+        # Made the first time something is queued: most sockets are idle most of the time.
+        self._chunks: deque[Buffer] | None = None
+        self._tail: bytearray | None = None  # the last chunk, ours, while it takes copies
         self.size = 0
+        self.cost = 0
 
     def __bool__(self) -> bool:
         return self.size > 0
 
     def write(self, parts: Sequence[Buffer]) -> None:
-        """Send `parts` now if nothing is queued before them; queue what the kernel did not take.
+        """Queue `parts` behind what is queued; nothing is sent before `flush()`.
 
-        Raises OSError when the socket is dead (the caller drops the connection).
+        The caller may reuse a part it owns once this returns only if it was copied, so parts
+        must be immutable (bytes) or not touched again.
         """
-        if not self._chunks and len(parts) == 1:
-            # The common case, one buffer and nothing waiting: no queue work unless needed.
-            try:
-                sent = self._sock.send(parts[0])
-            except WOULD_BLOCK:
-                sent = 0
-            if sent == len(parts[0]):
-                return
-            parts = [memoryview(parts[0])[sent:]]
-        waiting = bool(self._chunks)
-        if self._chunks is NOTHING_QUEUED:
-            self._chunks = deque()
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = deque()
         for part in parts:
-            if part:
-                self._chunks.append(part)
-                self.size += len(part)
-        if not waiting:
-            self.flush()
+            size = len(part)
+            if not size:
+                continue
+            self.size += size
+            tail = self._tail
+            if size < COPY_BELOW_BYTES:
+                if tail is None or len(tail) + size > TAIL_MAX_BYTES:
+                    tail = self._tail = bytearray()
+                    chunks.append(tail)
+                    self.cost += BUFFER_OVERHEAD_BYTES
+                tail += part
+                self.cost += size
+            else:
+                chunks.append(part)
+                self._tail = None
+                self.cost += size + BUFFER_OVERHEAD_BYTES
 
     def flush(self) -> None:
         """Send queued bytes until the queue is empty or the kernel is full.
@@ -71,9 +92,13 @@ class SendBuffer:
         while chunks:
             try:
                 if self._gather:
-                    batch = list(islice(chunks, MAX_BUFFERS_PER_SEND))
-                    wanted = sum(map(len, batch))
-                    sent = self._sock.sendmsg(batch)
+                    batch = list(islice(chunks, MAX_BUFFERS_PER_SEND)) if len(chunks) > 1 else None
+                    if batch is None:
+                        wanted = len(chunks[0])
+                        sent = self._sock.send(chunks[0])
+                    else:
+                        wanted = sum(map(len, batch))
+                        sent = self._sock.sendmsg(batch)
                 else:
                     wanted = len(chunks[0])
                     sent = self._sock.send(chunks[0])
@@ -82,19 +107,32 @@ class SendBuffer:
             self._consume(sent)
             if sent < wanted:
                 return  # the kernel is full: wait until the socket is writable
+        if chunks is not None and not chunks:
+            self._chunks = None  # an idle socket keeps no queue
 
     def _consume(self, sent: int) -> None:
         self.size -= sent
         chunks = self._chunks
+        assert chunks is not None
         while sent:
             head = chunks[0]
-            if sent >= len(head):
-                sent -= len(head)
+            length = len(head)
+            if sent >= length:
+                sent -= length
                 chunks.popleft()
+                self.cost -= length + BUFFER_OVERHEAD_BYTES
+                if head is self._tail:
+                    self._tail = None
             else:
-                chunks[0] = memoryview(head)[sent:]
+                if type(head) is bytearray:
+                    del head[:sent]  # in place: the tail may still grow, so no memoryview on it
+                else:
+                    chunks[0] = memoryview(head)[sent:]
+                self.cost -= sent
                 sent = 0
 
     def clear(self) -> None:
-        self._chunks.clear()
+        self._chunks = None
+        self._tail = None
         self.size = 0
+        self.cost = 0

@@ -213,13 +213,14 @@ class Server(WebSocketServer):
     # Handing over.
 
     def upgrade(self, pending: Upgrade, request: Request, accept: str, leftover: bytes) -> None:
-        """Called by an Upgrade whose request is valid: the socket becomes a Connection."""
-        self.upgrades.discard(pending)
-        if self._stopping:
-            pending.refuse(SERVICE_UNAVAILABLE)
-            return
+        """Called by an Upgrade whose request is valid: the socket becomes a Connection.
+
+        The route's constructor runs first: if it fails, the Upgrade still owns the socket and
+        answers 500. (No upgrade reaches this while stopping: shutdown() closes them all.)
+        """
         route = self.routes[request.path]
         connection = route(self, pending.sock, pending.address, request)
+        pending.release()
         self.connections[connection.fd] = connection
         connection.start(handshake.response_101(accept), leftover)
 

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 from echo_server import endpoints, handshake
 from echo_server.handshake import HandshakeError, Request
 from echo_server.loop import EVENT_READ, EVENT_WRITE
-from echo_server.sendbuffer import SendBuffer
+from echo_server.sendbuffer import WOULD_BLOCK, SendBuffer
 
 if TYPE_CHECKING:
     from echo_server.server import Server
 
-log = logging.getLogger("echo_server")
+log = logging.getLogger(__name__)
+
+READ_BYTES = 64 * 1024  # per read: a request head is at most 8 KiB, a /notify body 1 MiB
 
 
 class Upgrade:
@@ -66,6 +68,14 @@ class Upgrade:
         except OSError as error:
             log.debug("connection from %s lost during handshake: %s", self.address, error)
             self.close()
+        except Exception:
+            # A bug here (or in a route's constructor) must cost this one client, never the
+            # server and everyone else: it gets a 500 if it can still be answered.
+            log.exception("internal error in the handshake with %s", self.address)
+            if self._refused or self.sock.fileno() < 0:
+                self.close()
+            else:
+                self.refuse(HandshakeError(500, "Internal error."))
 
     def on_timeout(self) -> None:
         log.debug("handshake timeout for %s", self.address)
@@ -97,8 +107,14 @@ class Upgrade:
     def _read(self) -> None:
         settings = self.server.settings
         try:
-            data = self.sock.recv(settings.max_request_head_bytes)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            data = self.sock.recv(READ_BYTES)
+            if isinstance(self.sock, ssl.SSLSocket):
+                # TLS may hold decrypted bytes that the poller cannot see (the rest of a record
+                # larger than one read): take them now, or a body would wait forever.
+                limit = settings.max_request_head_bytes + settings.max_message_bytes
+                while data and self.sock.pending() and len(self._buffer) + len(data) < limit:
+                    data += self.sock.recv(self.sock.pending())
+        except WOULD_BLOCK:
             return
         if not data:
             self.close()
@@ -129,9 +145,13 @@ class Upgrade:
         accept = handshake.check_upgrade(request, self.server.settings.allowed_origins)
         if request.path not in self.server.routes:
             raise HandshakeError(404, f"No WebSocket route here; try {self.server.route_list()}.")
+        self.server.upgrade(self, request, accept, bytes(self._buffer))
+
+    def release(self) -> None:
+        """The socket is a connection's now: stop timing and watching it, leave it open."""
         self.server.loop.cancel(self._timer)
         self.server.loop.forget(self.sock)
-        self.server.upgrade(self, request, accept, bytes(self._buffer))
+        self.server.forget_upgrade(self)
 
     def refuse(self, error: HandshakeError) -> None:
         """Answer with the error's HTTP status, then close once it is sent."""
@@ -157,8 +177,8 @@ class Upgrade:
 
     def _linger(self) -> None:
         try:
-            data = self.sock.recv(65536)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            data = self.sock.recv(READ_BYTES)
+        except WOULD_BLOCK:
             return
         if not data:
             self.close()
