@@ -49,6 +49,17 @@ def seconds(text: str) -> float:
     return value
 
 
+def rate(text: str) -> float:
+    """A number of messages per second: 0 (no limit) or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of messages per second: {text!r}") from None
+    if not 0 <= value < 1e9:
+        raise argparse.ArgumentTypeError(f"a rate must be 0 (no limit) or more: {text}")
+    return value
+
+
 SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2}
 
 

@@ -24,6 +24,7 @@ from echo_server.arguments import (
     existing_file,
     port_number,
     positive_int,
+    rate,
     seconds,
 )
 from echo_server.server import Server, make_tls_context
@@ -106,6 +107,14 @@ def add_ws_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.WRITE_LIMIT_BYTES,
         metavar="BYTES",
         help="stop reading a client whose unsent data passes this (default 1MiB)",
+    )
+    option(
+        "--rate-limit",
+        type=rate,
+        default=defaults.RATE_LIMIT_PER_S,
+        metavar="N",
+        help=f"close a /chat client sending over N messages/s with 1008; 0 = no limit "
+        f"(default {defaults.RATE_LIMIT_PER_S:g})",
     )
     option(
         "--allow-origin",
@@ -191,6 +200,7 @@ def ws_settings(args: argparse.Namespace) -> Settings:
         close_timeout_s=args.close_timeout,
         max_message_bytes=args.max_message_size,
         write_limit_bytes=args.write_limit,
+        rate_limit_per_s=args.rate_limit,
         allowed_origins=frozenset(origin.rstrip("/").lower() for origin in args.allow_origin),
         certfile=args.certfile,
         keyfile=args.keyfile,
@@ -299,6 +309,7 @@ WS_PASSTHROUGH = (
     "--close-timeout",
     "--max-message-size",
     "--write-limit",
+    "--rate-limit",
     "--allow-origin",
     "--certfile",
     "--keyfile",

@@ -9,15 +9,20 @@ the closing. Nothing here blocks: the tick and the stream are timers in the serv
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from typing import TYPE_CHECKING, Any
 
 from echo_server import defaults
 from echo_server.connection import Connection
+from echo_server.frames import CloseCode
+from echo_server.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from echo_server.server import Server
+
+log = logging.getLogger(__name__)
 
 CHAT = "chat"
 TICK = "tick"
@@ -60,11 +65,32 @@ class Subscriber(Connection):
 
 
 class Chat(Subscriber):
-    """Every message any chat client sends goes to every chat client, the sender included."""
+    """Every message any chat client sends goes to every chat client, the sender included.
+
+    Each message costs a frame per subscriber, so each client has a rate limit
+    (`--rate-limit`, messages per second, bursts of twice that): over it, it is closed with
+    1008 and a reason that says so.
+    """
 
     channel = CHAT
 
+    def connected(self) -> None:
+        rate_per_s = self.server.settings.rate_limit_per_s
+        self._bucket = (
+            TokenBucket(rate_per_s, rate_per_s * defaults.RATE_LIMIT_BURST_S, self.server.loop.time)
+            if rate_per_s
+            else None
+        )
+        super().connected()
+
     def handle(self) -> None:
+        if self._bucket is not None and not self._bucket.take():
+            log.warning("closing %s: over the rate limit", self.address)
+            self.close(
+                CloseCode.POLICY_VIOLATION,
+                f"rate limit: over {self._bucket.rate_per_s:g} messages/s",
+            )
+            return
         self.server.publish(CHAT, self.data)
 
 
@@ -106,26 +132,19 @@ class Ticker:
         self.server = server
         self.interval_s = interval_s
         self.tick = 0
-        self._beats = 0  # the timer's own count, for its deadlines: `tick` may follow another
-        self._start_s = server.loop.time()
-        self._schedule()
+        # A repeating timer: it keeps its deadlines (no drift) and survives a failing call.
+        server.loop.call_every(interval_s, self._fire)
 
     def message(self) -> str:
         return to_json({"tick": self.tick, "time": unix_time_s()})
 
-    def _schedule(self) -> None:
-        deadline = self._start_s + (self._beats + 1) * self.interval_s
-        self.server.loop.call_later(max(0.0, deadline - self.server.loop.time()), self._fire)
-
     def _fire(self) -> None:
-        self._beats += 1
         if self.server.is_producer:
             self.tick += 1
             self.server.publish(TICK, self.message())
         # The statistics feed rides on the tick: one timer a second serves both.
         if self.server.hub.count(STATS):
             self.server.publish(STATS, to_json(self.server.statistics()))
-        self._schedule()
 
 
 class RandomWalk:
@@ -150,10 +169,10 @@ class RandomWalk:
         self.server.loop.call_later(self._rng.uniform(0.0, self.max_gap_s), self._fire)
 
     def _fire(self) -> None:
+        self._schedule()  # first, so that a failure below cannot stop the stream
         if self.server.is_producer:  # with --redis, the cluster's leader (cluster.py)
             self.value += self._rng.randint(1, 10)
             self.server.publish(STREAM, self.message())
-        self._schedule()
 
 
 ROUTES: dict[str, type[Connection]] = {

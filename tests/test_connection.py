@@ -119,6 +119,18 @@ def make_server() -> Iterator[Callable[..., Server]]:
         server.loop.close()
 
 
+def next_frames(server: Server, client: Client, what: str) -> list[tuple[int, bytes]]:
+    """Run turns until `client` has received at least one frame; return what it received."""
+    received: list[tuple[int, bytes]] = []
+
+    def arrived() -> bool:
+        received.extend(client.frames())
+        return bool(received)
+
+    turns(server, arrived, what=what)
+    return received
+
+
 def connect(server: Server, path: str = "/") -> Client:
     client = Client(server, path)
     CLIENTS.append(client)
@@ -224,21 +236,13 @@ def test_a_bug_in_a_connections_callback_closes_it_with_1011_and_logs_once(
     victim = connect(server, "/buggy")
     bystander = connect(server, "/echo")
     victim.send(client_frame(Opcode.TEXT, b"anything"))
-    received: list[tuple[int, bytes]] = []
-
-    def closed() -> bool:
-        received.extend(victim.frames())
-        return bool(received)
-
     with caplog.at_level(logging.ERROR):
-        turns(server, closed, what="the victim's close frame")
+        received = next_frames(server, victim, "the victim's close frame")
     assert received[0][0] == Opcode.CLOSE
     assert int.from_bytes(received[0][1][:2], "big") == CloseCode.INTERNAL_ERROR
     assert caplog.text.count("RuntimeError: a bug in the read path") == 1
     bystander.send(client_frame(Opcode.TEXT, b"still here"))
-    echoed: list[tuple[int, bytes]] = []
-    turns(server, lambda: bool(echoed.extend(bystander.frames()) or echoed), what="an echo")
-    assert echoed == [(Opcode.TEXT, b"still here")]
+    assert next_frames(server, bystander, "an echo") == [(Opcode.TEXT, b"still here")]
 
 
 class BuggyTimer(Connection):
@@ -254,13 +258,7 @@ def test_a_bug_in_a_connections_timer_closes_it_with_1011(
     server = make_server(ping_interval_s=0.01)
     server.routes["/buggy"] = BuggyTimer
     victim = connect(server, "/buggy")
-    received: list[tuple[int, bytes]] = []
-
-    def closed() -> bool:
-        received.extend(victim.frames())
-        return bool(received)
-
-    turns(server, closed, what="the victim's close frame")
+    received = next_frames(server, victim, "the victim's close frame")
     assert received[0][0] == Opcode.CLOSE
     assert int.from_bytes(received[0][1][:2], "big") == CloseCode.INTERNAL_ERROR
 
@@ -273,7 +271,7 @@ def test_a_failing_route_constructor_costs_only_that_client(
             raise RuntimeError("cannot build")
 
     server = make_server()
-    server.routes["/unbuildable"] = Unbuildable  # type: ignore[assignment]
+    server.routes["/unbuildable"] = Unbuildable
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.setblocking(False)
     sock.sendall(upgrade_request(server.port, "/unbuildable"))
@@ -294,9 +292,7 @@ def test_a_failing_route_constructor_costs_only_that_client(
     assert answer.startswith(b"HTTP/1.1 500 ")
     client = connect(server, "/echo")  # and the server goes on
     client.send(client_frame(Opcode.TEXT, b"ok"))
-    echoed: list[tuple[int, bytes]] = []
-    turns(server, lambda: bool(echoed.extend(client.frames()) or echoed), what="an echo")
-    assert echoed == [(Opcode.TEXT, b"ok")]
+    assert next_frames(server, client, "an echo") == [(Opcode.TEXT, b"ok")]
 
 
 def test_the_routes_table_is_not_changed_by_a_server(make_server: Callable[..., Server]) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from conftest import StartServer
 from support import ServerProcess, http_exchange, status_of, upgrade_request
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 MIB = 1024 * 1024
@@ -99,6 +100,40 @@ def test_every_chat_client_receives_every_message_once_in_each_senders_order(
         for sender in range(3):
             from_sender = [m for m in messages if isinstance(m, str) and m.startswith(f"{sender}:")]
             assert from_sender == [f"{sender}:{number}" for number in range(per_sender)]
+
+
+def test_a_chat_client_over_the_rate_limit_is_closed_with_1008_and_a_reason(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0", "--rate-limit", "5")
+    with client(server, "/chat") as flooder:
+        for number in range(100):
+            with contextlib.suppress(ConnectionClosed):
+                flooder.send(str(number))
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(200):
+                flooder.recv(PUSH_TIMEOUT_S)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+    assert closed.value.rcvd.reason == "rate limit: over 5 messages/s"
+
+
+def test_a_burst_within_twice_the_rate_limit_is_delivered(start_server: StartServer) -> None:
+    server = start_server("ws", "--port", "0", "--rate-limit", "5")
+    with client(server, "/chat") as sender, client(server, "/chat") as reader:
+        for number in range(10):  # 2 s worth at 5 per second: allowed at once
+            sender.send(str(number))
+        assert [reader.recv(PUSH_TIMEOUT_S) for _ in range(10)] == [str(n) for n in range(10)]
+
+
+def test_rate_limit_0_lets_a_chat_client_send_as_fast_as_it_likes(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0", "--rate-limit", "0")
+    with client(server, "/chat") as sender:
+        for number in range(2000):
+            sender.send(str(number))
+        assert [sender.recv(PUSH_TIMEOUT_S) for _ in range(2000)] == [str(n) for n in range(2000)]
 
 
 def test_a_binary_chat_message_reaches_every_client_as_binary(ws_server: ServerProcess) -> None:
