@@ -17,7 +17,7 @@ from echo_server.frames import Opcode, frame_header
 if TYPE_CHECKING:
     from echo_server.connection import Connection
 
-log = logging.getLogger("echo_server")
+log = logging.getLogger(__name__)
 
 
 def encode_message(data: str | bytes | bytearray | memoryview) -> bytes:

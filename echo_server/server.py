@@ -36,7 +36,7 @@ from echo_server.routes import CHAT, ROUTES, RandomWalk, Ticker
 from echo_server.settings import Settings
 from echo_server.upgrade import Upgrade
 
-log = logging.getLogger("echo_server")
+log = logging.getLogger(__name__)
 
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 SERVICE_UNAVAILABLE = HandshakeError(503, "Too many connections: try again later.")
@@ -171,6 +171,10 @@ class Server(WebSocketServer):
                 self._admit(sock, address)
             except OSError as error:
                 log.warning("could not set up connection from %s: %s", address, error)
+                sock.close()
+            except Exception:
+                # A bug must cost this one client: the listener stays registered.
+                log.exception("could not set up connection from %s", address)
                 sock.close()
 
     def _admit(self, sock: socket.socket, address: object) -> None:

@@ -42,7 +42,7 @@ from echo_server.server import bound_socket
 if TYPE_CHECKING:
     from echo_server.server import Server
 
-log = logging.getLogger("echo_server")
+log = logging.getLogger(__name__)
 
 READY = b"ready\n"
 PROBE_TIMEOUT_S = 1.0

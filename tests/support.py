@@ -243,10 +243,20 @@ def open_file_count(pid: int) -> int:
 
 
 def rss_bytes(pid: int) -> int:
+    """What the process holds in memory now (VmRSS)."""
+    return _proc_status_bytes(pid, "VmRSS")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The most the process has ever held in memory (VmHWM, the kernel's high-water mark)."""
+    return _proc_status_bytes(pid, "VmHWM")
+
+
+def _proc_status_bytes(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field} for process {pid}")
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -263,6 +263,45 @@ def test_a_bug_in_a_connections_timer_closes_it_with_1011(
     assert int.from_bytes(received[0][1][:2], "big") == CloseCode.INTERNAL_ERROR
 
 
+class BuggyReceive(Connection):
+    """The server's own parsing of what came in fails: a bug, not a handler exception."""
+
+    def _receive(self, data: bytes | memoryview) -> None:
+        raise RuntimeError("a bug while parsing")
+
+
+def test_bytes_that_came_with_the_handshake_are_parsed_under_the_connections_guard(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server()
+    server.routes["/buggy"] = BuggyReceive
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    # The first frame travels in the same packet as the upgrade request.
+    sock.sendall(upgrade_request(server.port, "/buggy") + client_frame(Opcode.TEXT, b"early"))
+    answer = bytearray()
+
+    def closed() -> bool:
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            return False
+        answer.extend(chunk)
+        return not chunk
+
+    try:
+        turns(server, closed, what="the close")
+    finally:
+        sock.close()
+    head, _, frames = bytes(answer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert frames[0] == 0x80 | Opcode.CLOSE
+    assert int.from_bytes(frames[2:4], "big") == CloseCode.INTERNAL_ERROR
+    client = connect(server, "/echo")  # and the server goes on
+    client.send(client_frame(Opcode.TEXT, b"ok"))
+    assert next_frames(server, client, "an echo") == [(Opcode.TEXT, b"ok")]
+
+
 def test_a_failing_route_constructor_costs_only_that_client(
     make_server: Callable[..., Server],
 ) -> None:

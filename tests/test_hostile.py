@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
+import json
 import os
 import shlex
 import signal
@@ -59,6 +61,7 @@ MASK = b"\x37\xfa\x21\x3d"  # any 4 bytes; fixed so that a failing frame can be 
 UPGRADE_HEADER_LINES = 5
 FAULTY_SERVER = (sys.executable, "tests/servers/faulty.py")
 BOOM_ERROR = "boom: this handler fails on purpose"  # as raised in tests/servers/faulty.py
+TIMER_ERROR = "timer-bug: this timer fails on purpose"
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 
 
@@ -605,6 +608,30 @@ def test_new_clients_are_served_after_a_handler_exception(faulty_server: ServerP
     assert_serving(faulty_server.port)
 
 
+def test_a_message_that_came_with_the_handshake_is_handled_under_the_same_guard(
+    faulty_server: ServerProcess,
+) -> None:
+    # The "boom" frame arrives in the same packet as the upgrade request.
+    answer = http_exchange(
+        faulty_server.port, upgrade_request(faulty_server.port) + frame(Opcode.TEXT, b"boom")
+    )
+    head, _, frames = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert frames[0] == 0x80 | Opcode.CLOSE
+    assert int.from_bytes(frames[2:4], "big") == 1011
+    assert_serving(faulty_server.port)
+
+
+def test_a_failing_timer_in_the_loop_is_logged_and_the_server_goes_on(
+    faulty_server: ServerProcess,
+) -> None:
+    with open_websocket(faulty_server.port, "/timer-bug") as sock:
+        faulty_server.wait_for_output(f"RuntimeError: {TIMER_ERROR}")
+        assert_echoes(sock, "the timer's client is still served")
+    assert faulty_server.proc.poll() is None
+    assert_serving(faulty_server.port)
+
+
 # 7. Graceful stop: queued echoes are delivered, then 1001, then exit 0.
 
 # More than the kernel's send buffer can grow to (net.ipv4.tcp_wmem, 4 MiB by default), so that
@@ -785,6 +812,37 @@ def test_a_wss_client_trusting_the_certificate_echoes(
     server = start_tls_server()
     with wss_client(server, tls_files) as ws:
         assert_wss_echoes(ws)
+
+
+@pytest.mark.parametrize("size", [12_000, 900_000])
+def test_a_notify_body_larger_than_one_tls_read_is_answered_over_https(
+    start_tls_server: StartTlsServer, tls_files: TlsFiles, size: int
+) -> None:
+    # TLS records are up to 16 KiB: the part of one that a read did not take sits in the SSL
+    # object, where the poller cannot see it. The server must read it anyway.
+    server = start_tls_server()
+    context = ssl.create_default_context(cafile=str(tls_files.certfile))
+    body = ("x" * (size - 1) + "!").encode()
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", server.port, context=context, timeout=REPLY_TIMEOUT_S
+    )
+    try:
+        connection.request("POST", "/notify", body=body)
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        assert json.loads(response.read()) == {"delivered": 0}
+    finally:
+        connection.close()
+
+
+def test_a_chat_message_larger_than_one_tls_read_is_delivered_over_wss(
+    start_tls_server: StartTlsServer, tls_files: TlsFiles
+) -> None:
+    server = start_tls_server()
+    text = "y" * 900_000
+    with wss_client(server, tls_files) as ws:
+        ws.send(text)
+        assert ws.recv(timeout=REPLY_TIMEOUT_S) == text
 
 
 def test_a_silent_tcp_client_does_not_stall_a_wss_client(

@@ -20,6 +20,7 @@ import pytest
 from conftest import StartServer
 from support import (
     open_websocket,
+    peak_rss_bytes,
     read_frame,
     rss_bytes,
     status_of,
@@ -237,3 +238,66 @@ def test_out_of_descriptors_new_clients_are_refused_and_open_ones_keep_echoing(
             sock.close()
         wait_until(lambda: _can_upgrade(server.port), 10, "a client accepted after others left")
     assert server.proc.poll() is None, "the server died"
+
+
+# Memory is what the process really holds (its RSS), not what a counter says: at the default
+# 1 MiB limits, one hostile connection may grow the server by at most this much.
+RSS_PER_CONNECTION_BYTES = 4 * MIB
+
+
+def test_a_1_mib_message_in_1_byte_fragments_grows_the_server_by_at_most_4_mib(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0")
+    fragments = 1024 * 1024
+    mask = b"wxyz"
+    middle = encode_frame(Opcode.CONTINUATION, b"f", fin=False, mask=mask)
+    stream = b"".join(
+        [
+            encode_frame(Opcode.BINARY, b"f", fin=False, mask=mask),
+            middle * (fragments - 2),
+            encode_frame(Opcode.CONTINUATION, b"f", mask=mask),
+        ]
+    )  # 7.3 MB on the wire
+    sock = open_websocket(server.port)
+    baseline = rss_bytes(server.pid)
+    try:
+        sock.settimeout(60)
+        sock.sendall(stream)
+        opcode, payload = read_frame(sock)
+    finally:
+        sock.close()
+    assert (opcode, payload) == (Opcode.BINARY, b"f" * fragments)
+    growth = peak_rss_bytes(server.pid) - baseline
+    assert growth < RSS_PER_CONNECTION_BYTES, f"grew by {growth / MIB:.1f} MiB"
+
+
+def test_tiny_echoes_to_a_client_that_never_reads_grow_the_server_by_at_most_4_mib(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0")
+    batch = encode_frame(Opcode.BINARY, b"t", mask=b"wxyz") * 10_000
+    writer = open_websocket(server.port)
+    writer.setblocking(False)
+    baseline = rss_bytes(server.pid)
+    view = memoryview(batch)
+    sent = 0
+    try:
+        deadline = time.monotonic() + 60.0
+        last_progress = time.monotonic()
+        # Write until the server has stopped reading for 2 s (back-pressure), bounded in time.
+        while time.monotonic() - last_progress < 2.0:
+            assert time.monotonic() < deadline, "the server kept reading for 60 s"
+            try:
+                done = writer.send(view)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            sent += done
+            last_progress = time.monotonic()
+            view = view[done:] or memoryview(batch)
+        growth = peak_rss_bytes(server.pid) - baseline
+    finally:
+        writer.close()
+    assert sent > 2 * MIB  # enough one-byte echoes to reach the write limit many times over
+    assert growth < RSS_PER_CONNECTION_BYTES, f"grew by {growth / MIB:.1f} MiB"
