@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, loadgen, report
+from bench import cluster, fairness, loadgen, report
 from bench.servers import (
     ECHO_SERVER,
     REFERENCE,
@@ -43,7 +43,7 @@ LARGE = "large"
 IDLE = "idle"
 BROADCAST = "broadcast"
 PER_SERVER = (SMALL, LARGE, IDLE, BROADCAST)
-SCENARIOS = (*PER_SERVER, *cluster.SCENARIOS)
+SCENARIOS = (*PER_SERVER, *fairness.SCENARIOS, *cluster.SCENARIOS)
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,11 @@ class Plan:
     broadcast_subscribers: int = 1_000
     broadcast_messages: int = 20
     broadcast_warmup_messages: int = 2
+    flood_subscribers: int = 100
+    flood_warmup_s: float = 0.5
+    flood_duration_s: float = 3.0
+    flood_probe_interval_s: float = 0.005
+    flood_probe_timeout_s: float = 10.0
     open_timeout_s: float = 60.0
     delivery_timeout_s: float = 10.0
 
@@ -83,6 +88,9 @@ QUICK = Plan(
     broadcast_subscribers=100,
     broadcast_messages=5,
     broadcast_warmup_messages=1,
+    flood_warmup_s=0.2,
+    flood_duration_s=1.0,
+    flood_probe_timeout_s=2.0,
     open_timeout_s=20.0,
     delivery_timeout_s=5.0,
 )
@@ -124,6 +132,16 @@ def scenario_runner(plan: Plan, scenario: str) -> Callable[[RunningServer], dict
             plan.open_timeout_s,
         )
         return lambda server: loadgen.run_idle(server, idle)
+    if scenario == fairness.FLOOD:
+        flood = fairness.FloodPlan(
+            plan.flood_subscribers,
+            plan.flood_warmup_s,
+            plan.flood_duration_s,
+            plan.flood_probe_interval_s,
+            plan.flood_probe_timeout_s,
+            plan.open_timeout_s,
+        )
+        return lambda server: fairness.run_flood(server, flood)
     broadcast = broadcast_plan(plan)
     return lambda server: loadgen.run_broadcast([server], broadcast)
 
@@ -176,7 +194,12 @@ def round_measurements(
     """What one round of `scenario` measures: (name in the report, measurement) pairs."""
     if scenario == cluster.REDIS:
         return [(layout.name, partial(measure_layout, layout, plan)) for layout in cluster.LAYOUTS]
-    specs = cluster.worker_specs() if scenario == cluster.WORKERS else servers
+    if scenario == cluster.WORKERS:
+        specs = cluster.worker_specs()
+    elif scenario == fairness.FLOOD:
+        specs = fairness.flood_specs(servers)
+    else:
+        specs = list(servers)
     return [(spec.name, partial(measure, spec, scenario, plan)) for spec in specs]
 
 

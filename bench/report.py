@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import fairness
 from bench.cluster import LAYOUTS, REDIS, WORKERS, redis_server_version, worker_specs
 from bench.cluster import SCENARIOS as CLUSTER_SCENARIOS
 from bench.servers import NODE_WS, ServerSpec, versions
@@ -280,6 +281,7 @@ def build(
         "ratios": ratios,
         "headroom": headroom(summaries),
         "cluster": cluster_summary(runs),
+        "fairness": fairness.summary(runs),
         "autobahn": autobahn,
         "wall_s": round(wall_s, 1),
         "runs": runs,
@@ -332,8 +334,9 @@ def table(results: dict[str, Any]) -> str:
         f"Python {results['machine']['python']}, node {results['machine']['node'] or 'n/a'}"
         + (" (QUICK: a smoke run, not a measurement)" if results["quick"] else "")
     )
+    flood = fairness.table_lines(results.get("fairness", {}), plan)
     if not any(run["scenario"] in PER_SERVER for run in results["runs"]):
-        return "\n".join([head, *cluster_table(results), *notes(results)])
+        return "\n".join([head, *flood, *cluster_table(results), *notes(results)])
     headers = [
         f"{plan['small_bytes']} B x{plan['small_connections']} conns x{plan['small_in_flight']}",
         f"{plan['large_bytes'] // 1024**2} MiB x{plan['large_in_flight']} in flight",
@@ -384,6 +387,7 @@ def table(results: dict[str, Any]) -> str:
         "messages; open s: time to open all idle connections; sample p50: round trip of 32 B "
         "on a sample of them, ms."
     )
+    lines += flood
     lines += cluster_table(results)
     lines += notes(results)
     return "\n".join(lines)
@@ -515,6 +519,17 @@ def one_line(run: dict[str, Any]) -> str:
             f"{head} {number(run['bytes_per_connection'] / KIB, 1)} KiB/conn, "
             f"{run['opened']:,} opened in {run['open_s']:.2f} s, sample "
             f"{run['sample_echoes']}/{run['sample_expected']} echoed"
+        )
+    if scenario == fairness.FLOOD:
+        return (
+            f"{head} bystander worst {number(run['bystander_max_ms'], 1)} ms, p99 "
+            f"{number(run['bystander_p99_ms'], 1)} ms over {run['probes']} echoes; flood "
+            f"{number(run['flood_delivered_per_s'])} msg/s delivered"
+            + (
+                f"; flooder closed: {brief(run['flooder_closed'], 80)}"
+                if run["flooder_closed"]
+                else ""
+            )
         )
     return f"{head} {number(run['broadcast_ms'], 2)} ms to {run['subscribers']:,}"
 

@@ -243,6 +243,23 @@ def test_redis_row_spreads_the_subscribers_over_both_processes(quick_run: QuickR
     assert two["subscribers"] == quick_run.results["plan"]["broadcast_subscribers"]
 
 
+def test_flood_row_runs_echo_server_with_and_without_its_rate_limit(quick_run: QuickRun) -> None:
+    fairness = quick_run.results["fairness"]
+    assert {"echo_server", "echo_server --rate-limit 0"} <= set(fairness)
+
+
+def test_flood_row_times_the_bystander_on_every_server_that_ran(quick_run: QuickRun) -> None:
+    fairness = quick_run.results["fairness"]
+    missing = [name for name, entry in fairness.items() if entry["bystander_max_ms"] is None]
+    assert missing == [], {name: fairness[name]["errors"] for name in missing}
+
+
+def test_flood_row_shows_the_rate_limit_closing_the_flooder(quick_run: QuickRun) -> None:
+    fairness = quick_run.results["fairness"]
+    assert "1008" in fairness["echo_server"]["flooder_closed"]
+    assert fairness["echo_server --rate-limit 0"]["flooder_closed"] == ""
+
+
 def test_terminal_table_names_every_server(quick_run: QuickRun) -> None:
     for server in quick_run.results["servers"]:
         assert server["name"] in quick_run.done.stdout
