@@ -150,8 +150,14 @@ def _no_constants(name: str) -> Any:
 
 
 def load_json(text: str | bytes) -> Any:
-    """JSON without NaN or Infinity (Python's json takes them; they are not JSON)."""
-    return json.loads(text, parse_constant=_no_constants)
+    """JSON without NaN or Infinity (Python's json takes them; they are not JSON).
+
+    ValueError for anything that is not JSON, nested too deeply ("[[[[...") included.
+    """
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def is_finite_number(value: object) -> TypeGuard[int | float]:
@@ -239,7 +245,8 @@ class Cluster:
         self._dropped = LogThrottle(log, defaults.CLUSTER_LOG_INTERVAL_S, server.loop.time)
         self._deleted = LogThrottle(log, defaults.CLUSTER_LOG_INTERVAL_S, server.loop.time)
         limits = Limits(
-            # A message, with its type byte and its framing as a message of a channel.
+            # A message with its type byte; the margin covers its framing as a message of a
+            # channel, and a statistics read (at most 256 ids and entries: about 170 KiB).
             max_reply_bytes=self.max_message_bytes + 1 + defaults.REDIS_REPLY_MARGIN_BYTES
         )
         self.bus = RedisBus(
@@ -419,7 +426,7 @@ class Cluster:
         if isinstance(reply, RedisLostError):
             return  # no answer: the last statistics read stay until the next beat
         if not isinstance(reply, list) or len(reply) % 2:
-            self._dropped.log("redis: the statistics read gave %r", reply)
+            self._dropped.log("redis: the statistics read gave %.200r", reply)
             return
         now_s = time.time()
         entries: dict[str, NodeStats] = {}

@@ -420,7 +420,7 @@ class RedisConnection:
                 reply = self._reader.gets()
             except (hiredis.ProtocolError, MemoryError) as error:
                 # MemoryError: an array header of billions of elements, say.
-                self._lose(f"protocol error: {error or type(error).__name__}")
+                self._lose(f"protocol error: {str(error) or type(error).__name__}")
                 return
             # RESP2 has no false value, so hiredis's False means "no complete reply yet".
             if reply is False:

@@ -35,6 +35,7 @@ from echo_server.cluster import (
     NodeStats,
     decode_payload,
     followed_number,
+    load_json,
     node_key,
     parse_stats_entry,
     sum_fresh,
@@ -470,6 +471,14 @@ def test_a_tick_not_of_our_shape_is_refused(message: str) -> None:
 def test_a_tick_sent_as_binary_is_refused() -> None:
     with pytest.raises(ValueError, match="not text"):
         followed_number(b'{"tick":1,"time":1}', "tick")
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 100_000, '{"a":' * 100_000, "NaN", "-Infinity", "[Infinity]", "", "{"]
+)
+def test_json_from_redis_that_is_not_json_or_nested_too_deeply_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        load_json(text)
 
 
 NOW_S = 1_764_500_000.0
