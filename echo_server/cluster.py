@@ -14,8 +14,19 @@ numbers they receive, so that a new leader goes on from the last tick and value 
 While Redis is down (redisbus.py reconnects by itself) every node is on its own again: it
 delivers what it publishes directly and makes its own tick and stream, from where it was.
 
-Each node also writes its statistics to the hash `echo_server:stats` every second and reads
-everyone's back; /stats shows the sum of the fresh ones under "cluster".
+Each node also writes its statistics every second, as JSON, to its own key
+`echo_server:node:<id>`, which expires by itself (CLUSTER_STATS_FORGET_S), and notes the time in
+the sorted set `echo_server:nodes`; then it reads back those of the nodes noted in the last few
+seconds, newest first and at most MAX_CLUSTER_NODES of them, and /stats shows their sum under
+"cluster". All of that is one Lua script per beat (`STATS_SCRIPT`), so its cost is bounded
+whatever else is in Redis, and stale entries are swept out of the set a bounded number at a time.
+
+Whatever comes from Redis is untrusted (any program that can reach it can write anything there)
+and is checked here before use, by one function per kind: `decode_payload` (a message: its type,
+UTF-8 for text, at most --max-message-size), `followed_number` (a tick or stream value from the
+leader: a JSON integer of 0 to 2**53), `parse_stats_entry` (a node's statistics: finite,
+bounded, dated near now). What fails is dropped (bad statistics are deleted from Redis too) and
+logged at most once per CLUSTER_LOG_INTERVAL_S. The sizes read are bounded in redisbus.py.
 
 Not here: the Redis connections themselves (redisbus.py), the routes (routes.py).
 """
@@ -24,15 +35,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import socket
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from echo_server import defaults
+from echo_server.logthrottle import LogThrottle
 from echo_server.loop import Timer
-from echo_server.redisbus import RedisBus, RedisLostError, Reply
+from echo_server.redisbus import Limits, RedisBus, RedisLostError, Reply
 from echo_server.routes import CHAT, STREAM, TICK
 
 if TYPE_CHECKING:
@@ -44,9 +58,11 @@ PREFIX = "echo_server:"
 CHANNELS = {name: f"{PREFIX}{name}".encode() for name in (CHAT, TICK, STREAM)}
 LOCAL_CHANNELS = {redis_name: name for name, redis_name in CHANNELS.items()}
 LEADER_KEY = f"{PREFIX}leader"
-STATS_KEY = f"{PREFIX}stats"
+NODES_KEY = f"{PREFIX}nodes"  # sorted set: node id -> when it last wrote its statistics (ms)
+NODE_KEY_PREFIX = f"{PREFIX}node:"  # + node id: its statistics, as JSON
 TEXT = b"t"
 BINARY = b"b"
+FOLLOWED = {TICK: "tick", STREAM: "variable"}  # the number in each producer's messages
 # Renew the lease only if this node still holds it: after an expiry another node may have it.
 RENEW_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -60,6 +76,45 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# One beat of statistics. KEYS[1]: the index (NODES_KEY). ARGV: [1] this node's id, [2] its
+# entry, [3] now, [4] the entries' time to live (ms), [5] [6] the scores outside which a node is
+# forgotten, [7] [8] those within which it is read, [9] the most ids read or forgotten in one
+# beat, [10] the longest id, [11] the longest entry taken (bytes), [12] NODE_KEY_PREFIX.
+# The reply: node id, entry, node id, entry, ... (an entry one byte over the longest is too long).
+STATS_SCRIPT = """
+local index, prefix = KEYS[1], ARGV[12]
+local most, longest_id = tonumber(ARGV[9]), tonumber(ARGV[10])
+redis.call('SET', prefix .. ARGV[1], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', index, ARGV[3], ARGV[1])
+-- Nodes not heard of within the time to live, either way of now (dated in the future: a clock
+-- far off, or not a node at all), are forgotten with their entries, a bounded number a beat.
+local function forget(min, max)
+    for _, node in ipairs(redis.call('ZRANGEBYSCORE', index, min, max, 'LIMIT', 0, most)) do
+        redis.call('ZREM', index, node)
+        if #node <= longest_id then redis.call('DEL', prefix .. node) end
+    end
+end
+forget('-inf', '(' .. ARGV[5])
+forget('(' .. ARGV[6], '+inf')
+local read = {}
+local nodes = redis.call('ZREVRANGEBYSCORE', index, ARGV[8], ARGV[7], 'LIMIT', 0, most)
+for _, node in ipairs(nodes) do
+    local key = prefix .. node
+    local kind = 'none'
+    if #node <= longest_id then kind = redis.call('TYPE', key)['ok'] end
+    if kind ~= 'string' then
+        -- Not a node of ours, or its entry has expired: out of the index.
+        redis.call('ZREM', index, node)
+        if kind ~= 'none' then redis.call('DEL', key) end
+    else
+        -- An entry written without an expiry gets one: none stays forever.
+        if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[4]) end
+        read[#read + 1] = node
+        read[#read + 1] = redis.call('GETRANGE', key, 0, ARGV[11])
+    end
+end
+return read
+"""
 COUNTED = ("connections", "messages_in", "messages_out", "bytes_in", "bytes_out")
 
 
@@ -68,30 +123,110 @@ def new_node_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def node_key(node_id: str | bytes) -> bytes:
+    return NODE_KEY_PREFIX.encode() + (node_id.encode() if isinstance(node_id, str) else node_id)
+
+
 def encode_payload(data: str | bytes | bytearray | memoryview) -> bytes:
     if isinstance(data, str):
         return TEXT + data.encode()
     return BINARY + bytes(data)
 
 
-def decode_payload(payload: bytes) -> str | bytes:
-    """The message in a payload from Redis; ValueError if it is not one of ours."""
+def decode_payload(payload: bytes, max_message_bytes: int) -> str | bytes:
+    """The message in a payload from Redis; ValueError if it is not one of ours or too big."""
+    if len(payload) - 1 > max_message_bytes:
+        raise ValueError(f"{len(payload) - 1} bytes, over the {max_message_bytes} allowed")
     kind, data = payload[:1], payload[1:]
     if kind == TEXT:
-        return data.decode()
+        return data.decode()  # UnicodeDecodeError is a ValueError
     if kind == BINARY:
         return data
     raise ValueError(f"unknown message type {kind!r}")
 
 
-def sum_fresh(entries: dict[str, dict[str, float]], now_s: float) -> dict[str, int]:
-    """Cluster totals: the entries written in the last CLUSTER_STATS_FRESH_S, added up."""
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def load_json(text: str | bytes) -> Any:
+    """JSON without NaN or Infinity (Python's json takes them; they are not JSON).
+
+    ValueError for anything that is not JSON, nested too deeply ("[[[[...") included.
+    """
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def is_finite_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def bounded_count(value: object, name: str) -> int:
+    """An integer of 0 to CLUSTER_MAX_NUMBER (excluded); ValueError for anything else."""
+    if type(value) is not int or not 0 <= value < defaults.CLUSTER_MAX_NUMBER:
+        raise ValueError(f"{name} is {value!r:.40}, not an integer of 0 to 2**53")
+    return value
+
+
+def followed_number(data: str | bytes, name: str) -> int:
+    """The number in a producer's message on the tick or stream channel, `{name: n, "time": t}`.
+
+    ValueError if the message is not of that shape, or the number not an integer of 0 to 2**53:
+    a follower that took a number of 4,300 digits would crash when it next produced one.
+    """
+    if not isinstance(data, str):
+        raise ValueError("not text")
+    if len(data) > defaults.CLUSTER_MAX_FOLLOWED_BYTES:
+        raise ValueError(f"over {defaults.CLUSTER_MAX_FOLLOWED_BYTES} bytes")
+    message = load_json(data)
+    if not isinstance(message, dict):
+        raise ValueError("not a JSON object")
+    if not is_finite_number(message.get("time")):
+        raise ValueError(f"time is {message.get('time')!r:.40}, not a number")
+    return bounded_count(message.get(name), name)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    """One node's statistics, as it last wrote them to Redis."""
+
+    time_s: float  # when it wrote them (Unix time, its clock)
+    counts: dict[str, int]  # each of COUNTED
+
+
+def parse_stats_entry(value: bytes, now_s: float) -> NodeStats:
+    """A node's statistics as read from Redis; ValueError if they are not sound.
+
+    Sound: a JSON object of at most CLUSTER_MAX_STATS_ENTRY_BYTES, whose "time" is a number
+    within CLUSTER_STATS_FORGET_S of `now_s`, and whose counts are integers of 0 to 2**53.
+    """
+    if len(value) > defaults.CLUSTER_MAX_STATS_ENTRY_BYTES:
+        raise ValueError(f"over {defaults.CLUSTER_MAX_STATS_ENTRY_BYTES} bytes")
+    written = load_json(value)
+    if not isinstance(written, dict):
+        raise ValueError("not a JSON object")
+    time_s = written.get("time")
+    if not is_finite_number(time_s):
+        raise ValueError(f"time is {time_s!r:.40}, not a number")
+    if abs(time_s - now_s) > defaults.CLUSTER_STATS_FORGET_S:
+        raise ValueError(
+            f"time {time_s} is not within {defaults.CLUSTER_STATS_FORGET_S:g} s of now"
+        )
+    counts = {name: bounded_count(written.get(name), name) for name in COUNTED}
+    return NodeStats(float(time_s), counts)
+
+
+def sum_fresh(entries: dict[str, NodeStats], now_s: float) -> dict[str, int]:
+    """Cluster totals: the entries dated within CLUSTER_STATS_FRESH_S of now, added up."""
     totals = dict.fromkeys(("nodes", *COUNTED), 0)
     for entry in entries.values():
-        if now_s - entry["time"] <= defaults.CLUSTER_STATS_FRESH_S:
+        if abs(now_s - entry.time_s) <= defaults.CLUSTER_STATS_FRESH_S:
             totals["nodes"] += 1
             for name in COUNTED:
-                totals[name] += int(entry[name])
+                totals[name] += entry.counts[name]
     return totals
 
 
@@ -103,9 +238,25 @@ class Cluster:
         self.node_id = new_node_id()
         self.leader = False  # this node may hold the lease; `is_leader` says whether it still does
         self._lease_until_s = 0.0
-        self._entries: dict[str, dict[str, float]] = {}  # every node's last statistics, by node id
+        self._entries: dict[str, NodeStats] = {}  # the nodes' last statistics, by node id
         self._stopping = False
-        self.bus = RedisBus(server.loop, url, list(CHANNELS.values()), self._receive, self._changed)
+        self.max_message_bytes = server.settings.max_message_bytes
+        # A log line per bad item would let whoever writes to Redis flood the log.
+        self._dropped = LogThrottle(log, defaults.CLUSTER_LOG_INTERVAL_S, server.loop.time)
+        self._deleted = LogThrottle(log, defaults.CLUSTER_LOG_INTERVAL_S, server.loop.time)
+        limits = Limits(
+            # A message with its type byte; the margin covers its framing as a message of a
+            # channel, and a statistics read (at most 256 ids and entries: about 170 KiB).
+            max_reply_bytes=self.max_message_bytes + 1 + defaults.REDIS_REPLY_MARGIN_BYTES
+        )
+        self.bus = RedisBus(
+            server.loop,
+            url,
+            list(CHANNELS.values()),
+            self._receive,
+            self._changed,
+            limits=limits,
+        )
         self.bus.start()
         self._timer: Timer | None = server.loop.call_later(defaults.CLUSTER_BEAT_S, self._beat)
 
@@ -145,7 +296,8 @@ class Cluster:
         if self.leader:
             self.bus.command("EVAL", RELEASE_SCRIPT, 1, LEADER_KEY, self.node_id)
             self._set_leader(False)
-        self.bus.command("HDEL", STATS_KEY, self.node_id)
+        self.bus.command("ZREM", NODES_KEY, self.node_id)
+        self.bus.command("DEL", node_key(self.node_id))
 
     def close(self) -> None:
         self._stopping = True
@@ -158,25 +310,24 @@ class Cluster:
         channel = LOCAL_CHANNELS.get(redis_channel)
         try:
             if channel is None:
-                raise ValueError(f"not our channel: {redis_channel!r}")
-            data = decode_payload(payload)
+                raise ValueError("not our channel")
+            data = decode_payload(payload, self.max_message_bytes)
+            number = followed_number(data, FOLLOWED[channel]) if channel in FOLLOWED else 0
         except ValueError as error:
-            log.warning("redis: dropped a message: %s", error)
+            self._dropped.log(
+                "redis: dropped a message on %r: %s", redis_channel[:80], str(error)[:200]
+            )
             return
-        if channel != CHAT and not self.producing:
-            self._follow(channel, data)
+        if channel in FOLLOWED and not self.producing:
+            self._follow(channel, number)
         self.server.hub.publish(channel, data)
 
-    def _follow(self, channel: str, data: str | bytes) -> None:
+    def _follow(self, channel: str, number: int) -> None:
         """Keep the leader's numbers, to greet new subscribers and to go on from if it dies."""
-        try:
-            message = json.loads(data)
-            if channel == TICK:
-                self.server.ticker.tick = int(message["tick"])
-            elif channel == STREAM:
-                self.server.random_walk.value = int(message["variable"])
-        except (ValueError, KeyError, TypeError):
-            pass  # not in the shape of ours: nothing to follow
+        if channel == TICK:
+            self.server.ticker.tick = number
+        elif channel == STREAM:
+            self.server.random_walk.value = number
 
     def _changed(self, up: bool) -> None:
         if up:
@@ -193,9 +344,7 @@ class Cluster:
         if self._stopping or not self.bus.up:
             return
         self._elect()
-        entry = {"time": time.time(), **self._own_statistics()}
-        self.bus.command("HSET", STATS_KEY, self.node_id, json.dumps(entry))
-        self.bus.command("HGETALL", STATS_KEY, callback=self._read_statistics)
+        self._share_statistics()
 
     def _elect(self) -> None:
         sent_s = self.server.loop.time()
@@ -246,23 +395,59 @@ class Cluster:
             "bytes_out": stats.bytes_out,
         }
 
+    def _share_statistics(self) -> None:
+        """Write this node's statistics and read the others', in one bounded script."""
+        now_s = time.time()
+        now_ms = round(now_s * 1000)
+        ttl_ms = round(defaults.CLUSTER_STATS_FORGET_S * 1000)
+        fresh_ms = round(defaults.CLUSTER_STATS_FRESH_S * 1000)
+        entry = json.dumps({"time": now_s, **self._own_statistics()})
+        self.bus.command(
+            "EVAL",
+            STATS_SCRIPT,
+            1,
+            NODES_KEY,
+            self.node_id,
+            entry,
+            now_ms,
+            ttl_ms,
+            now_ms - ttl_ms,
+            now_ms + ttl_ms,
+            now_ms - fresh_ms,
+            now_ms + fresh_ms,
+            defaults.MAX_CLUSTER_NODES,
+            defaults.CLUSTER_MAX_NODE_ID_BYTES,
+            defaults.CLUSTER_MAX_STATS_ENTRY_BYTES,
+            NODE_KEY_PREFIX,
+            callback=self._read_statistics,
+        )
+
     def _read_statistics(self, reply: Reply) -> None:
-        if not isinstance(reply, list):
+        if isinstance(reply, RedisLostError):
+            return  # no answer: the last statistics read stay until the next beat
+        if not isinstance(reply, list) or len(reply) % 2:
+            self._dropped.log("redis: the statistics read gave %.200r", reply)
             return
         now_s = time.time()
-        entries: dict[str, dict[str, float]] = {}
-        forget: list[bytes] = []
-        for node, value in zip(reply[::2], reply[1::2], strict=True):
-            try:
-                written = json.loads(value)
-                entry = {name: float(written[name]) for name in ("time", *COUNTED)}
-            except (ValueError, KeyError, TypeError):
-                forget.append(node)
+        entries: dict[str, NodeStats] = {}
+        bad: list[bytes] = []
+        reason = ""
+        # The script reads no more than this; a Redis that sends more is not believed.
+        read = reply[: 2 * defaults.MAX_CLUSTER_NODES]
+        for node, value in zip(read[::2], read[1::2], strict=True):
+            if not isinstance(node, bytes) or len(node) > defaults.CLUSTER_MAX_NODE_ID_BYTES:
                 continue
-            if now_s - entry["time"] > defaults.CLUSTER_STATS_FORGET_S:
-                forget.append(node)  # a node that died without saying so
-            else:
-                entries[node.decode(errors="replace")] = entry
+            try:
+                if not isinstance(value, bytes):
+                    raise ValueError(f"{type(value).__name__}, not a string")
+                entries[node.decode(errors="replace")] = parse_stats_entry(value, now_s)
+            except ValueError as error:
+                bad.append(node)
+                reason = f"{node[:80]!r}: {str(error)[:200]}"
         self._entries = entries
-        if forget:
-            self.bus.command("HDEL", STATS_KEY, *forget)
+        if bad:
+            self._deleted.log(
+                "redis: deleted %d bad statistics entries, such as %s", len(bad), reason
+            )
+            self.bus.command("ZREM", NODES_KEY, *bad)
+            self.bus.command("DEL", *map(node_key, bad))

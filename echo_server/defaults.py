@@ -61,6 +61,16 @@ REDIS_PING_INTERVAL_S: Final = 1.0  # an idle connection is pinged, so a dead on
 REDIS_BACKOFF_MIN_S: Final = 0.1  # reconnecting: the first wait, doubled after each failure
 REDIS_BACKOFF_MAX_S: Final = 5.0
 REDIS_MAX_UNSENT_BYTES: Final = 16 * 1024 * 1024  # past this Redis is not keeping up: reconnect
+# What comes from Redis is untrusted: any program with its address may write anything there.
+REDIS_RECV_BYTES: Final = 256 * 1024  # read per wakeup; no more is read until it is handled
+REDIS_REPLIES_PER_WAKEUP: Final = 256  # handled per wakeup; the rest on the next, after others
+# One reply may exceed --max-message-size by this much (the framing, one statistics read);
+# past it the connection is dropped and made again, so a huge reply is never held whole.
+REDIS_REPLY_MARGIN_BYTES: Final = 1024 * 1024
+# A Redis outage is logged at most once in this long (a flood of bad replies drops the
+# connection each time); an outage that lasts REDIS_OUTAGE_REPORT_AFTER_S is logged anyway.
+REDIS_OUTAGE_LOG_INTERVAL_S: Final = 60.0
+REDIS_OUTAGE_REPORT_AFTER_S: Final = 5.0
 # --workers: restarts per worker within the window; past it, a crashing worker is left dead.
 WORKER_MAX_RESTARTS: Final = 5
 MAX_WORKERS: Final = 64  # a typo such as --workers 400 should not start hundreds of interpreters
@@ -70,5 +80,18 @@ WORKER_STOP_MARGIN_S: Final = 5.0
 WORKER_RESTART_WINDOW_S: Final = 60.0
 LEADER_TTL_S: Final = 3.0  # the tick leader's key expires this long after its last renewal
 CLUSTER_BEAT_S: Final = 1.0  # leader renewal, and each node's statistics written and read
-CLUSTER_STATS_FRESH_S: Final = 5.0  # a node's statistics older than this are not counted
-CLUSTER_STATS_FORGET_S: Final = 60.0  # ... and older than this are deleted
+# A node's statistics dated further from now than this (either way: clocks differ a little)
+# are not counted; further than CLUSTER_STATS_FORGET_S they are deleted, and each node's own
+# entry expires in Redis after that long.
+CLUSTER_STATS_FRESH_S: Final = 5.0
+CLUSTER_STATS_FORGET_S: Final = 60.0
+MAX_CLUSTER_NODES: Final = 256  # statistics of at most this many nodes read per beat
+CLUSTER_MAX_NODE_ID_BYTES: Final = 128  # ours are host:pid:random, under 100 bytes
+CLUSTER_MAX_STATS_ENTRY_BYTES: Final = 512  # ours are under 200 bytes of JSON
+CLUSTER_MAX_FOLLOWED_BYTES: Final = 256  # a tick or stream message; ours are under 60 bytes
+CLUSTER_MAX_NUMBER: Final = 2**53  # counters, ticks, values: exact as JSON numbers everywhere
+CLUSTER_LOG_INTERVAL_S: Final = 10.0  # one line at most per this about bad data from Redis
+
+# /notify: this machine's fully qualified name is looked up off the loop, at start and then
+# this often (a DHCP lease may rename it).
+MACHINE_NAMES_REFRESH_S: Final = 300.0

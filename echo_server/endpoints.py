@@ -11,6 +11,11 @@ every open page show a message. Browsers are the other way in, so two browser at
 too: a page of another web site posting to /notify (cross-site request forgery: refused by its
 Origin or Sec-Fetch-Site header), and a page that points its own DNS name at 127.0.0.1 (DNS
 rebinding: from loopback, the Host header must name this machine, which such a page cannot send).
+
+This machine's names are `MachineNames`: those known without asking a resolver (localhost, the
+loopback addresses, the host name) at once, and the fully qualified name once a daemon thread
+has looked it up. Looking it up in the loop would stall every client for as long as a slow
+resolver takes (seconds), once per request.
 """
 
 from __future__ import annotations
@@ -18,15 +23,20 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import logging
 import socket
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from echo_server.handshake import HandshakeError, Headers, Request, http_response, origin_allowed
+from echo_server.loop import Loop
 
 if TYPE_CHECKING:
     from echo_server.server import Server
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 NOTIFY = "/notify"
@@ -54,11 +64,61 @@ def host_name(host_header: str | None) -> str:
     return host_header.rsplit(":", 1)[0].lower()
 
 
-def names_this_machine(host_header: str | None) -> bool:
-    """Whether a Host header names this machine: localhost, a loopback address, its host name."""
-    name = host_name(host_header)
-    own_names = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
-    return name in own_names or is_loopback(name)
+def names_known_without_dns() -> frozenset[str]:
+    """localhost and the host name: `gethostname` is a system call, it asks no resolver."""
+    return frozenset({"localhost", socket.gethostname().lower()})
+
+
+class MachineNames:
+    """The names a Host header may use for this machine; none of them looked up in the loop.
+
+    `lookup_fqdn` (socket.getfqdn; tests pass their own) may block for as long as the resolver
+    likes: it runs in a daemon thread, one at a time, started by `refresh()`. Its answer is
+    swapped in whole (one assignment, atomic), so `allows` never waits and never sees half a set.
+    """
+
+    def __init__(self, lookup_fqdn: Callable[[], str] = socket.getfqdn) -> None:
+        self._lookup_fqdn = lookup_fqdn
+        self.names = names_known_without_dns()
+        self._lookup: threading.Thread | None = None
+
+    @classmethod
+    def started(cls, loop: Loop, refresh_s: float) -> MachineNames:
+        """Made at start: looking the name up now, and again every `refresh_s`."""
+        names = cls()
+        names.refresh_every(loop, refresh_s)
+        return names
+
+    def allows(self, host_header: str | None) -> bool:
+        """Whether a Host header names this machine: localhost, a loopback address, its names."""
+        name = host_name(host_header)
+        return name in self.names or is_loopback(name)
+
+    def refresh(self) -> bool:
+        """Start a lookup in a daemon thread, unless one is still running; never blocks."""
+        if self._lookup is not None and self._lookup.is_alive():
+            return False  # a resolver that hangs must not pile up threads
+        self._lookup = threading.Thread(target=self._look_up, name="machine-names", daemon=True)
+        self._lookup.start()
+        return True
+
+    def refresh_every(self, loop: Loop, interval_s: float) -> None:
+        """Refresh now, and from a loop timer every `interval_s` (a DHCP lease may rename us)."""
+
+        def again() -> None:
+            self.refresh_every(loop, interval_s)
+
+        self.refresh()
+        loop.call_later(interval_s, again)
+
+    def _look_up(self) -> None:
+        """In the thread: the blocking lookup, then one assignment."""
+        try:
+            fqdn = self._lookup_fqdn().lower()
+        except Exception as error:  # getfqdn does not raise; a lookup passed in might
+            log.warning("looking up this machine's name failed: %s", error)
+            return
+        self.names = names_known_without_dns() | ({fqdn} if fqdn else set())
 
 
 def bearer_token_matches(authorization: str | None, token: str | None) -> bool:
@@ -71,10 +131,14 @@ def bearer_token_matches(authorization: str | None, token: str | None) -> bool:
 
 
 def notify_allowed(
-    peer_host: str, host_header: str | None, authorization: str | None, token: str | None
+    names: MachineNames,
+    peer_host: str,
+    host_header: str | None,
+    authorization: str | None,
+    token: str | None,
 ) -> bool:
     """From loopback, addressed by one of this machine's names; or with the bearer token."""
-    if is_loopback(peer_host) and names_this_machine(host_header):
+    if is_loopback(peer_host) and names.allows(host_header):
         return True
     return bearer_token_matches(authorization, token)
 
@@ -124,7 +188,11 @@ def notify(server: Server, request: Request, body: bytes, peer_host: str) -> dic
     if from_another_site(headers, settings.allowed_origins):
         raise HandshakeError(403, "/notify does not take requests from pages of other sites.")
     if not notify_allowed(
-        peer_host, headers.get("Host"), headers.get("Authorization"), settings.notify_token
+        server.machine_names,
+        peer_host,
+        headers.get("Host"),
+        headers.get("Authorization"),
+        settings.notify_token,
     ):
         raise HandshakeError(
             403, "/notify is for this machine, or for clients with the --notify-token."

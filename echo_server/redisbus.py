@@ -7,10 +7,19 @@ order it was asked). Replies are parsed by hiredis's Reader (C). A connection th
 stays silent past a reply timeout, is closed, its pending callbacks get a `RedisLostError`, and it
 reconnects after an exponential backoff with jitter; nothing is ever raised into the loop.
 
+What Redis sends is untrusted, and its cost to the loop is bounded (`Limits`): one read of at
+most REDIS_RECV_BYTES per wakeup, and no further read until those bytes are handled; at most
+REDIS_REPLIES_PER_WAKEUP replies handed out per wakeup, the rest on a zero-delay timer, so that
+a flood of messages takes turns with the clients; and a reply that grows past `max_reply_bytes`
+before it is complete drops the connection (hiredis holds a bulk string whole until its last
+byte, so this is the only way not to hold a 500 MiB one).
+
 `RedisBus` is two of them, as Redis requires: one SUBSCRIBEd to a fixed set of channels, one
 for PUBLISH and any other command. It is "up" when both are connected and every subscription is
 confirmed; `publish` refuses (returns False) when it is not, so the caller can deliver on its own
-instead. It logs once when Redis goes away and once when it is back, not per retry.
+instead. It logs once when Redis goes away and once when it is back, not per retry; and short
+outages that follow a logged one within REDIS_OUTAGE_LOG_INTERVAL_S (a flood of oversized
+replies, each dropping the connection) are only counted, in the next outage's line.
 
 The host name is resolved once, when the bus is made (before the loop runs); after that nothing
 here blocks, sleeps or starts a thread.
@@ -43,7 +52,6 @@ from echo_server.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
 
 log = logging.getLogger("echo_server")
 
-RECV_BYTES = 256 * 1024
 Arg = bytes | str | int
 Reply = (
     Any  # bytes, int, None, a list of replies, or an exception (hiredis.ReplyError, RedisLostError)
@@ -144,7 +152,20 @@ class Timing:
     ping_interval_s: float = defaults.REDIS_PING_INTERVAL_S
     backoff_min_s: float = defaults.REDIS_BACKOFF_MIN_S
     backoff_max_s: float = defaults.REDIS_BACKOFF_MAX_S
+    outage_log_interval_s: float = defaults.REDIS_OUTAGE_LOG_INTERVAL_S
+    outage_report_after_s: float = defaults.REDIS_OUTAGE_REPORT_AFTER_S
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a connection holds and does per wakeup; the owner sets `max_reply_bytes`."""
+
     max_unsent_bytes: int = defaults.REDIS_MAX_UNSENT_BYTES
+    # The largest reply taken (hiredis.Reader's "maxbuf" is not this: it only says when an
+    # idle buffer is freed). The cluster makes it --max-message-size plus a margin.
+    max_reply_bytes: int = defaults.MAX_MESSAGE_BYTES + defaults.REDIS_REPLY_MARGIN_BYTES
+    recv_bytes: int = defaults.REDIS_RECV_BYTES
+    replies_per_wakeup: int = defaults.REDIS_REPLIES_PER_WAKEUP
 
 
 class State(Enum):
@@ -173,12 +194,14 @@ class RedisConnection:
         on_lost: Callable[[str], None] | None = None,
         on_push: Callable[[bytes, bytes], None] | None = None,
         timing: Timing | None = None,
+        limits: Limits | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.loop = loop
         self.address = address
         self.sockaddr = sockaddr or resolve(address)
         self.timing = timing or Timing()
+        self.limits = limits or Limits()
         self.state = State.WAITING
         self.failures = 0  # attempts failed in a row, since the last success (or the start)
         self._on_ready = on_ready
@@ -187,6 +210,11 @@ class RedisConnection:
         self._rng = rng or random.Random()
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
+        # Bytes fed to the reader and not yet given back as replies (an upper bound: the
+        # reader keeps up to 1 KiB of what it has parsed). Bounded by `max_reply_bytes`.
+        self._unparsed_bytes = 0
+        self._backlog = False  # replies may be parsed and not handed out yet: read no more
+        self._resume: Timer | None = None  # the zero-delay timer that goes on handing out
         self._out = bytearray()
         self._interest = 0
         # Callbacks of the commands sent, oldest first, with when each was sent.
@@ -221,6 +249,7 @@ class RedisConnection:
     def _connect(self) -> None:
         self.state = State.CONNECTING
         self._reader = hiredis.Reader()
+        self._unparsed_bytes = 0
         self._timer = self.loop.call_later(self.timing.connect_timeout_s, self._connect_timed_out)
         family, sockaddr = self.sockaddr
         try:
@@ -300,6 +329,9 @@ class RedisConnection:
         self.state = State.WAITING
         self.loop.cancel(self._timer)
         self._timer = None
+        self.loop.cancel(self._resume)
+        self._resume = None
+        self._backlog = False
         if self._sock is not None:
             self.loop.forget(self._sock)
             self._sock.close()
@@ -317,8 +349,8 @@ class RedisConnection:
     def _send(self, args: Sequence[Arg], callback: ReplyCallback | None) -> None:
         self._out += encode_command(args)
         self._pending.append((self.loop.time(), callback))
-        if len(self._out) > self.timing.max_unsent_bytes:
-            self._lose(f"over {self.timing.max_unsent_bytes} bytes unsent: Redis is not keeping up")
+        if len(self._out) > self.limits.max_unsent_bytes:
+            self._lose(f"over {self.limits.max_unsent_bytes} bytes unsent: Redis is not keeping up")
         elif not self._interest & EVENT_WRITE:
             self._flush()  # at once: one send per command when Redis keeps up, no extra wakeup
 
@@ -354,33 +386,62 @@ class RedisConnection:
             if mask & EVENT_READ and self._sock is not None:
                 self._read()
         except Exception as error:
-            # A bug here (or in a callback) must cost this connection, never the server's loop.
-            log.exception("%s: internal error", self.address)
-            self._lose(f"internal error: {error!r}")
+            self._internal_error(error)
+
+    def _internal_error(self, error: Exception) -> None:
+        # A bug here (or in a callback) must cost this connection, never the server's loop.
+        log.exception("%s: internal error", self.address)
+        self._lose(f"internal error: {error!r}")
 
     def _read(self) -> None:
         assert self._sock is not None
-        try:
-            data = self._sock.recv(RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as error:
-            self._lose(error.strerror or str(error))
-            return
-        if not data:
-            self._lose("connection closed by Redis")
-            return
-        self._reader.feed(data)
-        while self._sock is not None:
+        if not self._backlog:  # what was read before is handed out first (see _hand_out)
+            try:
+                data = self._sock.recv(self.limits.recv_bytes)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self._lose(error.strerror or str(error))
+                return
+            if not data:
+                self._lose("connection closed by Redis")
+                return
+            self._reader.feed(data)
+            self._unparsed_bytes += len(data)
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        """Give out the complete replies read, up to `replies_per_wakeup`; the rest later."""
+        self._backlog = False
+        for _ in range(self.limits.replies_per_wakeup):
+            if self._sock is None:  # lost or closed by a callback
+                return
             try:
                 reply = self._reader.gets()
-            except hiredis.ProtocolError as error:
-                self._lose(f"protocol error: {error}")
+            except (hiredis.ProtocolError, MemoryError) as error:
+                # MemoryError: an array header of billions of elements, say.
+                self._lose(f"protocol error: {str(error) or type(error).__name__}")
                 return
             # RESP2 has no false value, so hiredis's False means "no complete reply yet".
             if reply is False:
+                if self._unparsed_bytes > self.limits.max_reply_bytes:
+                    self._lose(f"a reply of over {self.limits.max_reply_bytes} bytes: refused")
                 return
+            self._unparsed_bytes = self._reader.len()
             self._dispatch(reply)
+        # Budget spent: let the loop serve others, and go on at once after them. Until the
+        # backlog is handed out nothing more is read, so the reader holds one read at most.
+        self._backlog = True
+        if self._resume is None:
+            self._resume = self.loop.call_later(0.0, self._go_on)
+
+    def _go_on(self) -> None:
+        self._resume = None
+        if self._backlog and self._sock is not None:
+            try:
+                self._hand_out()
+            except Exception as error:
+                self._internal_error(error)
 
     def _dispatch(self, reply: Reply) -> None:
         if (
@@ -423,8 +484,11 @@ class RedisBus:
         on_change: Callable[[bool], None] | None = None,
         *,
         timing: Timing | None = None,
+        limits: Limits | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        self.loop = loop
+        self.timing = timing or Timing()
         self.address = parse_url(url)
         sockaddr = resolve(self.address)
         self.channels = tuple(channels)
@@ -432,7 +496,10 @@ class RedisBus:
         self._on_message = on_message
         self._on_change = on_change
         self._subscribed: set[bytes] = set()
-        self._outage_logged = False
+        self._down_since_s = loop.time()  # when the bus last went down (or was made)
+        self._outage_logged = False  # the current outage has been logged
+        self._last_outage_log_s: float | None = None
+        self._unlogged_outages = 0  # short outages since the last logged one
         self._was_up = False
         self.commands = RedisConnection(
             loop,
@@ -441,6 +508,7 @@ class RedisBus:
             on_ready=self._update,
             on_lost=self._lost,
             timing=timing,
+            limits=limits,
             rng=rng,
         )
         self.subscriber = RedisConnection(
@@ -451,6 +519,7 @@ class RedisBus:
             on_lost=self._lost,
             on_push=self._push,
             timing=timing,
+            limits=limits,
             rng=rng,
         )
 
@@ -491,21 +560,36 @@ class RedisBus:
     def _lost(self, reason: str) -> None:
         if not self.subscriber.ready:
             self._subscribed.clear()
-        if not self._outage_logged:
-            self._outage_logged = True
-            if self._was_up:
-                log.warning(
-                    "%s: connection lost (%s); delivering locally, reconnecting",
-                    self.address,
-                    reason,
-                )
-            else:
-                log.warning(
-                    "%s: cannot connect (%s); delivering locally, retrying",
-                    self.address,
-                    reason,
-                )
         self._update()
+        if not self._outage_logged and self._outage_worth_a_line():
+            self._log_outage(reason)
+
+    def _outage_worth_a_line(self) -> bool:
+        """The first outage, one long after the last logged, or one that has lasted a while."""
+        now_s = self.loop.time()
+        return (
+            self._last_outage_log_s is None
+            or now_s - self._last_outage_log_s >= self.timing.outage_log_interval_s
+            or now_s - self._down_since_s >= self.timing.outage_report_after_s
+        )
+
+    def _log_outage(self, reason: str) -> None:
+        self._outage_logged = True
+        self._last_outage_log_s = self.loop.time()
+        unlogged = self._unlogged_outages
+        self._unlogged_outages = 0
+        also = f"; {unlogged} short outage(s) since the last one logged" if unlogged else ""
+        if self._was_up:
+            log.warning(
+                "%s: connection lost (%s%s); delivering locally, reconnecting",
+                self.address,
+                reason,
+                also,
+            )
+        else:
+            log.warning(
+                "%s: cannot connect (%s); delivering locally, retrying", self.address, reason
+            )
 
     def _update(self) -> None:
         up = (
@@ -517,12 +601,19 @@ class RedisBus:
             return
         self.up = up
         if up:
-            log.info(
-                "%s: %s; fanning out through it",
-                self.address,
-                "back" if self._was_up else "connected",
-            )
+            # "back" only after a logged outage: the log never says back without gone.
+            if self._outage_logged or not self._was_up:
+                log.info(
+                    "%s: %s; fanning out through it",
+                    self.address,
+                    "back" if self._was_up else "connected",
+                )
+            else:
+                self._unlogged_outages += 1
+                log.debug("%s: back after a short outage; fanning out through it", self.address)
             self._was_up = True
             self._outage_logged = False
+        else:
+            self._down_since_s = self.loop.time()
         if self._on_change is not None:
             self._on_change(up)

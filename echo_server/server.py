@@ -29,6 +29,7 @@ from echo_server import defaults, handshake
 from echo_server.broadcast import Hub
 from echo_server.cluster import Cluster
 from echo_server.connection import Connection
+from echo_server.endpoints import MachineNames
 from echo_server.frames import CloseCode
 from echo_server.handshake import HandshakeError, Request
 from echo_server.loop import EVENT_READ, Loop, Timer
@@ -143,6 +144,8 @@ class Server(WebSocketServer):
         self.loop.set_interest(self.serversocket, EVENT_READ, self._on_accept)
         self.ticker = Ticker(self)
         self.random_walk = RandomWalk(self)
+        # /notify's Host check: the names of this machine, looked up off the loop.
+        self.machine_names = MachineNames.started(self.loop, defaults.MACHINE_NAMES_REFRESH_S)
         # --redis: chat, tick and stream shared with other servers through Redis (cluster.py).
         self.cluster = Cluster(self, settings.redis_url) if settings.redis_url else None
 

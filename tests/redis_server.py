@@ -3,7 +3,8 @@
 Debian's /usr/bin/redis-server (`apt-get install redis-server`; .ci/run installs it). Without it
 the Redis tests skip with that reason, except in CI (CI set), where they fail. `RedisServer` can
 be stopped and started again on the same port, to test what a client does while Redis is away.
-It also holds a tiny blocking client, for a test to look at what is in Redis.
+It also holds a tiny blocking client, for a test to look at what is in Redis or to write there
+what another program might (`pipeline` sends many commands in one write).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,22 +46,29 @@ def free_port() -> int:
 
 def command(port: int, *args: Arg, db: int = 0, password: str | None = None) -> Any:
     """One command on a fresh blocking connection; its reply (hiredis's types)."""
+    return pipeline(port, [args], db=db, password=password)[0]
+
+
+def pipeline(
+    port: int, commands: Sequence[Sequence[Arg]], db: int = 0, password: str | None = None
+) -> list[Any]:
+    """Commands sent in one write on a fresh blocking connection; their replies, in order."""
     with socket.create_connection(("127.0.0.1", port), timeout=STOP_TIMEOUT_S) as sock:
-        setup: list[tuple[Arg, ...]] = [("AUTH", password)] if password else []
+        setup: list[Sequence[Arg]] = [("AUTH", password)] if password else []
         setup += [("SELECT", db)] if db else []
-        sock.sendall(b"".join(encode_command(c) for c in [*setup, args]))
+        sock.sendall(b"".join(encode_command(c) for c in [*setup, *commands]))
         reader = hiredis.Reader()
         replies: list[Any] = []
-        for _ in range(10_000):
-            data = sock.recv(65536)
+        for _ in range(100_000):
+            data = sock.recv(1024 * 1024)
             if not data:
                 raise EOFError("redis closed the connection")
             reader.feed(data)
             while (reply := reader.gets()) is not False:
                 replies.append(reply)
-            if len(replies) > len(setup):
-                return replies[-1]
-    raise AssertionError("no reply in 10,000 reads")
+            if len(replies) >= len(setup) + len(commands):
+                return replies[len(setup) :]
+    raise AssertionError("not every reply in 100,000 reads")
 
 
 class RedisServer:
@@ -112,6 +120,9 @@ class RedisServer:
 
     def command(self, *args: Arg, db: int = 0) -> Any:
         return command(self.port, *args, db=db, password=self.password)
+
+    def pipeline(self, commands: Sequence[Sequence[Arg]], db: int = 0) -> list[Any]:
+        return pipeline(self.port, commands, db=db, password=self.password)
 
 
 def running_redis(*extra_args: str, password: str | None = None) -> Iterator[RedisServer]:

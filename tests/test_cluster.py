@@ -16,7 +16,7 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -27,7 +27,20 @@ from websockets.sync.client import ClientConnection, connect
 
 from echo_server import defaults
 from echo_server.cli import ws_passthrough
-from echo_server.cluster import LEADER_KEY, STATS_KEY
+from echo_server.cluster import (
+    CHANNELS,
+    COUNTED,
+    LEADER_KEY,
+    NODES_KEY,
+    NodeStats,
+    decode_payload,
+    followed_number,
+    load_json,
+    node_key,
+    parse_stats_entry,
+    sum_fresh,
+)
+from echo_server.routes import CHAT, TICK
 
 TIMEOUT_S = 10.0
 PUSH_TIMEOUT_S = 5.0  # a tick or a stream value is due within about a second
@@ -262,7 +275,8 @@ def test_a_leader_stopped_gracefully_gives_up_its_lease_and_its_statistics(
     assert leader.stop(signal.SIGTERM) == 0
     # Not left to expire: the key is gone at once, or already another server's.
     assert redis.command("GET", LEADER_KEY) != leader_id
-    assert leader_id not in redis.command("HKEYS", STATS_KEY)
+    assert redis.command("ZSCORE", NODES_KEY, leader_id) is None
+    assert redis.command("EXISTS", node_key(leader_id)) == 0
     (other,) = (server for server in servers if server is not leader)
     wait_until(lambda: cluster_stats(other)["leader"], TIMEOUT_S, "the other server leads")
 
@@ -392,3 +406,332 @@ def test_demo_passes_redis_on_to_its_websocket_server() -> None:
     url = "redis://127.0.0.1:6379/0"
     assert ws_passthrough(["--redis", url, "--port", "8080"]) == ["--redis", url]
     assert ws_passthrough([f"--redis={url}"]) == [f"--redis={url}"]
+
+
+# What comes from Redis is untrusted: each kind checked by its own function (no Redis needed).
+
+
+def test_a_message_of_the_max_message_size_is_taken_and_one_byte_more_is_not() -> None:
+    assert decode_payload(b"t" + b"a" * 100, 100) == "a" * 100
+    assert decode_payload(b"b" + b"\xff" * 100, 100) == b"\xff" * 100
+    with pytest.raises(ValueError, match="101 bytes, over the 100 allowed"):
+        decode_payload(b"t" + b"a" * 101, 100)
+    with pytest.raises(ValueError, match="101 bytes, over the 100 allowed"):
+        decode_payload(b"b" + b"a" * 101, 100)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"x", b"xhello", b"Thello", b"t\xff\xfe", b"t\xed\xa0\x80", b"t\xc3"],
+    ids=["empty", "type-only", "unknown-type", "upper-case-type", "not-utf8", "surrogate", "cut"],
+)
+def test_a_message_of_no_known_type_or_not_utf8_is_refused(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_payload(payload, 1024)
+
+
+@pytest.mark.parametrize(
+    ("message", "number"),
+    [
+        ('{"tick":0,"time":1.5}', 0),
+        ('{"tick": 41, "time": 1764500000}', 41),
+        (f'{{"tick":{2**53 - 1},"time":0}}', 2**53 - 1),
+    ],
+)
+def test_a_tick_of_our_shape_gives_its_number(message: str, number: int) -> None:
+    assert followed_number(message, "tick") == number
+
+
+NOT_A_TICK = {
+    "too-big": f'{{"tick":{2**53},"time":1}}',
+    "4300-digits": '{"tick":' + "9" * 4300 + ',"time":1}',
+    "5000-digits": '{"tick":' + "9" * 5000 + ',"time":1}',
+    "negative": '{"tick":-1,"time":1}',
+    "fraction": '{"tick":1.5,"time":1}',
+    "float": '{"tick":1e3,"time":1}',
+    "boolean": '{"tick":true,"time":1}',
+    "string": '{"tick":"1","time":1}',
+    "null": '{"tick":null,"time":1}',
+    "missing": '{"tock":1,"time":1}',
+    "no-time": '{"tick":1}',
+    "nan-time": '{"tick":1,"time":NaN}',
+    "infinite-time": '{"tick":1,"time":1e999}',
+    "array": "[1, 2]",
+    "not-json": "tick 1",
+    "too-long": '{"tick":1,"time":1,"pad":"' + "x" * 300 + '"}',
+}
+
+
+@pytest.mark.parametrize("message", NOT_A_TICK.values(), ids=NOT_A_TICK.keys())
+def test_a_tick_not_of_our_shape_is_refused(message: str) -> None:
+    with pytest.raises(ValueError):
+        followed_number(message, "tick")
+
+
+def test_a_tick_sent_as_binary_is_refused() -> None:
+    with pytest.raises(ValueError, match="not text"):
+        followed_number(b'{"tick":1,"time":1}', "tick")
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 100_000, '{"a":' * 100_000, "NaN", "-Infinity", "[Infinity]", "", "{"]
+)
+def test_json_from_redis_that_is_not_json_or_nested_too_deeply_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        load_json(text)
+
+
+NOW_S = 1_764_500_000.0
+COUNTS = dict.fromkeys(COUNTED, 1)
+FORGET_S = defaults.CLUSTER_STATS_FORGET_S
+StatsValue = Callable[[float], bytes]  # an entry as written at a given time
+
+
+def stats_json(now_s: float = NOW_S, **changes: object) -> bytes:
+    entry: dict[str, object] = {"time": now_s, **dict.fromkeys(COUNTED, 7), **changes}
+    return json.dumps(entry).encode()
+
+
+def test_a_sound_stats_entry_gives_its_time_and_counts() -> None:
+    entry = parse_stats_entry(stats_json(connections=3, bytes_out=2**53 - 1), NOW_S + 1)
+    assert entry.time_s == NOW_S
+    assert entry.counts == {**dict.fromkeys(COUNTED, 7), "connections": 3, "bytes_out": 2**53 - 1}
+
+
+@pytest.mark.parametrize("offset_s", [-FORGET_S, FORGET_S])
+def test_a_stats_entry_dated_up_to_the_forget_time_either_way_is_sound(offset_s: float) -> None:
+    assert parse_stats_entry(stats_json(NOW_S + offset_s), NOW_S).time_s == NOW_S + offset_s
+
+
+BAD_STATS: dict[str, StatsValue] = {
+    "infinite-time": lambda now_s: stats_json(now_s).replace(str(now_s).encode(), b"1e999"),
+    "nan-time": lambda now_s: stats_json(now_s, time=float("nan")),
+    "infinite-count": lambda now_s: stats_json(now_s, bytes_in=float("inf")),
+    "string-time": lambda now_s: stats_json(now_s, time="now"),
+    "boolean-time": lambda now_s: stats_json(now_s, time=True),
+    "old-time": lambda now_s: stats_json(now_s - FORGET_S - 30),
+    "future-time": lambda now_s: stats_json(now_s + FORGET_S + 30),
+    "negative-count": lambda now_s: stats_json(now_s, connections=-1),
+    "fraction-count": lambda now_s: stats_json(now_s, messages_in=1.5),
+    "string-count": lambda now_s: stats_json(now_s, messages_out="1"),
+    "boolean-count": lambda now_s: stats_json(now_s, bytes_in=True),
+    "too-big-count": lambda now_s: stats_json(now_s, bytes_out=2**53),
+    "5000-digit-count": lambda now_s: stats_json(now_s).replace(
+        b": 7}", b": " + b"9" * 5000 + b"}"
+    ),
+    "missing-count": lambda now_s: json.dumps({"time": now_s, "connections": 1}).encode(),
+    "array": lambda now_s: b"[1, 2, 3]",
+    "not-json": lambda now_s: b"connections=1",
+    "not-utf8": lambda now_s: b"\xff\xfe",
+    "too-long": lambda now_s: stats_json(now_s, pad="x" * defaults.CLUSTER_MAX_STATS_ENTRY_BYTES),
+}
+
+
+@pytest.mark.parametrize("value", BAD_STATS.values(), ids=BAD_STATS.keys())
+def test_an_unsound_stats_entry_is_refused(value: StatsValue) -> None:
+    with pytest.raises(ValueError):
+        parse_stats_entry(value(NOW_S), NOW_S)
+
+
+def test_only_entries_dated_near_now_either_way_are_added_up() -> None:
+    fresh_s = defaults.CLUSTER_STATS_FRESH_S
+    entries = {
+        str(offset_s): NodeStats(NOW_S + offset_s, dict.fromkeys(COUNTED, 1))
+        for offset_s in (-fresh_s - 0.1, -fresh_s, 0.0, fresh_s, fresh_s + 0.1)
+    }
+    assert sum_fresh(entries, NOW_S) == {"nodes": 3, **dict.fromkeys(COUNTED, 3)}
+
+
+# What comes from Redis is untrusted: hostile data written there by another program.
+
+
+def write_stats_entry(
+    redis: RedisServer, node_id: str | bytes, value: bytes, *, score_ms: int | None = None
+) -> None:
+    """What a node writes in a beat, but as anything else might: with no expiry."""
+    score = round(time.time() * 1000) if score_ms is None else score_ms
+    redis.pipeline([("SET", node_key(node_id), value), ("ZADD", NODES_KEY, score, node_id)])
+
+
+def gone_from_redis(redis: RedisServer, node_id: str | bytes) -> bool:
+    return bool(
+        redis.command("EXISTS", node_key(node_id)) == 0
+        and redis.command("ZSCORE", NODES_KEY, node_id) is None
+    )
+
+
+@pytest.mark.parametrize("value", BAD_STATS.values(), ids=BAD_STATS.keys())
+def test_a_bad_stats_entry_in_redis_is_deleted_and_never_counted(
+    start_server: StartServer, redis: RedisServer, value: StatsValue
+) -> None:
+    a = node(start_server, redis)
+    wait_until(lambda: cluster_stats(a)["nodes"] == 1, TIMEOUT_S, "a counts itself")
+    write_stats_entry(redis, "evil", value(time.time()))
+    wait_until(lambda: gone_from_redis(redis, "evil"), TIMEOUT_S, "the bad entry deleted")
+    for _ in range(3):
+        assert cluster_stats(a)["nodes"] == 1  # and /stats answers, every time
+    a.wait_for_output("deleted 1 bad statistics entries")
+
+
+def test_a_stats_entry_written_without_expiry_is_given_one(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    a = node(start_server, redis)
+    write_stats_entry(redis, "no-expiry", json.dumps({"time": time.time(), **COUNTS}).encode())
+    assert redis.command("PTTL", node_key("no-expiry")) == -1
+    wait_until(
+        lambda: redis.command("PTTL", node_key("no-expiry")) > 0, TIMEOUT_S, "an expiry given"
+    )
+    assert redis.command("PTTL", node_key("no-expiry")) <= defaults.CLUSTER_STATS_FORGET_S * 1000
+    wait_until(lambda: cluster_stats(a)["nodes"] == 2, TIMEOUT_S, "counted meanwhile: it is sound")
+
+
+def test_entries_not_renewed_for_long_or_dated_far_ahead_are_swept_with_their_keys(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    now_ms = round(time.time() * 1000)
+    stale = [f"stale:{number}" for number in range(300)]  # more than one beat sweeps
+    ahead = [f"ahead:{number}" for number in range(300)]
+    entry = json.dumps({"time": time.time(), **COUNTS}).encode()
+    commands: list[tuple[str | bytes | int, ...]] = []
+    for node_id in stale:
+        commands += [
+            ("SET", node_key(node_id), entry),
+            ("ZADD", NODES_KEY, now_ms - 120_000, node_id),
+        ]
+    for node_id in ahead:
+        commands += [("SET", node_key(node_id), entry), ("ZADD", NODES_KEY, 10**15, node_id)]
+    redis.pipeline(commands)
+    a = node(start_server, redis)
+    wait_until(lambda: redis.command("ZCARD", NODES_KEY) == 1, TIMEOUT_S, "only a left indexed")
+    assert redis.command("ZRANGE", NODES_KEY, 0, -1) == [cluster_stats(a)["node"].encode()]
+    assert redis.command("EXISTS", *(node_key(node_id) for node_id in stale + ahead)) == 0
+    assert cluster_stats(a)["nodes"] == 1
+
+
+def test_index_entries_with_no_entry_or_an_overlong_id_are_removed(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    a = node(start_server, redis)
+    overlong = "x" * (defaults.CLUSTER_MAX_NODE_ID_BYTES + 1)
+    write_stats_entry(redis, overlong, json.dumps({"time": time.time(), **COUNTS}).encode())
+    redis.command("ZADD", NODES_KEY, round(time.time() * 1000), "ghost")
+    now_ms = round(time.time() * 1000)
+    redis.pipeline([("HSET", node_key("a-hash"), "time", 1), ("ZADD", NODES_KEY, now_ms, "a-hash")])
+    wait_until(lambda: redis.command("ZCARD", NODES_KEY) == 1, TIMEOUT_S, "only a left indexed")
+    assert redis.command("EXISTS", node_key("a-hash")) == 0
+    assert cluster_stats(a)["nodes"] == 1
+
+
+def test_thirty_thousand_junk_entries_cost_one_bounded_read_a_beat_and_age_out(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    a = node(start_server, redis)
+    now_ms = round(time.time() * 1000)
+    entry = json.dumps({"time": time.time(), **COUNTS}).encode()
+    commands: list[tuple[str | bytes | int, ...]] = []
+    for number in range(30_000):
+        commands += [("SET", node_key(f"junk:{number}"), entry)]
+        commands += [("ZADD", NODES_KEY, now_ms, f"junk:{number}")]
+    redis.pipeline(commands)
+    with client(a, "/") as echo:
+        # They look like nodes, so some are counted while fresh: no more than a beat reads.
+        def counted() -> int:
+            echo.send("still here")
+            assert echo.recv(TIMEOUT_S) == "still here"
+            nodes = cluster_stats(a)["nodes"]
+            assert 1 <= nodes <= defaults.MAX_CLUSTER_NODES
+            return int(nodes)
+
+        wait_until(lambda: counted() > 1, TIMEOUT_S, "junk read")
+        wait_until(
+            lambda: counted() == 1,
+            defaults.CLUSTER_STATS_FRESH_S + TIMEOUT_S,
+            "the junk no longer counted once not fresh",
+        )
+    # Those read were given an expiry: written without one, they still go away by themselves.
+    ttls = redis.pipeline([("PTTL", node_key(f"junk:{n}")) for n in range(0, 30_000, 100)])
+    assert any(ttl > 0 for ttl in ttls), ttls
+
+
+# What comes from Redis is untrusted: hostile messages published on our channels.
+
+
+def test_a_20_mib_publish_on_chat_never_reaches_a_chat_client(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    a = node(start_server, redis)
+    with connect(a.url("/chat"), open_timeout=TIMEOUT_S, max_size=None, proxy=None) as ws:
+        redis.command("PUBLISH", CHANNELS[CHAT], b"t" + b"x" * (20 * 1024 * 1024))
+        a.wait_for_output("over .* bytes: refused")
+        ws.send("next")
+        assert ws.recv(TIMEOUT_S) == "next"
+        assert nothing_arrives(ws)
+    a.wait_for_output("back; " + UP, TIMEOUT_S)
+    assert a.proc.poll() is None
+
+
+def test_a_publish_just_over_the_max_message_size_is_dropped_and_one_of_it_delivered(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    a = start_server("ws", "--port", "0", "--redis", redis.url(), "--max-message-size", "1000")
+    a.wait_for_output(UP, TIMEOUT_S)
+    with client(a, "/chat") as ws:
+        redis.command("PUBLISH", CHANNELS[CHAT], b"t" + b"x" * 1001)
+        redis.command("PUBLISH", CHANNELS[CHAT], b"t" + b"y" * 1000)
+        assert ws.recv(TIMEOUT_S) == "y" * 1000
+    a.wait_for_output("dropped a message on .*: 1001 bytes, over the 1000 allowed")
+
+
+def test_a_flood_of_bad_messages_is_one_log_line_not_a_flood(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    a = node(start_server, redis)
+    with client(a, "/chat") as ws:
+        redis.pipeline([("PUBLISH", CHANNELS[CHAT], b"?bad %d" % n) for n in range(500)])
+        ws.send("next")
+        assert ws.recv(TIMEOUT_S) == "next"
+    assert a.output().count("dropped a message") == 1, a.output()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"thello",
+        b'b{"tick":1,"time":1}',
+        b't{"tick":-1,"time":1}',
+        b't{"tick":' + b"9" * 4300 + b',"time":1}',
+    ],
+    ids=["not-json", "binary", "negative", "4300-digits"],
+)
+def test_a_tick_not_of_our_shape_is_not_delivered(
+    start_server: StartServer, redis: RedisServer, payload: bytes
+) -> None:
+    a = node(start_server, redis)
+    the_leader([a])
+    with client(a, "/tick") as ticks:
+        greeting = ticks.recv(TIMEOUT_S)
+        redis.command("PUBLISH", CHANNELS[TICK], payload)
+        pushed = [ticks.recv(PUSH_TIMEOUT_S) for _ in range(3)]
+    texts = [message for message in (greeting, *pushed) if isinstance(message, str)]
+    assert len(texts) == 4, pushed
+    assert_consecutive(texts)
+
+
+def test_a_follower_sent_a_4300_digit_tick_goes_on_sanely_when_it_comes_to_lead(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    servers = [node(start_server, redis) for _ in range(2)]
+    leader = the_leader(servers)
+    (follower,) = (server for server in servers if server is not leader)
+    with client(follower, "/tick") as ticks:
+        greeting = tick_of(ticks.recv(TIMEOUT_S))
+        before = ticks_until(ticks, greeting + 1)
+        huge = b't{"tick":' + b"9" * 4300 + b',"time":1}'
+        redis.command("PUBLISH", CHANNELS[TICK], huge)
+        leader.stop(signal.SIGKILL)
+        # The follower leads now, and counts on from the leader's last sane tick.
+        after = ticks_until(ticks, tick_of(before[-1]) + 4, timeout_s=TAKEOVER_TIMEOUT_S)
+    assert_consecutive(before + after)
+    follower.wait_for_output("leads: it makes the tick and the stream")
+    assert follower.proc.poll() is None

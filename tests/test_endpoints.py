@@ -7,13 +7,18 @@ clients. The rule that only this machine (or a holder of `--notify-token`) may n
 from a second host of our own: a network namespace joined to this one by a veth pair, with
 addresses from TEST-NET-2 (RFC 5737), so no traffic leaves the machine.
 
-`endpoints.is_loopback` and `endpoints.notify_allowed` are also tested directly, without sockets.
+`endpoints.is_loopback` and `endpoints.notify_allowed` are also tested directly, without sockets,
+and `endpoints.MachineNames` with a lookup of our own that blocks until the test lets it go.
+That no request waits for the resolver is tested end to end too, with a real slow resolver: the
+server runs in a mount namespace whose /etc/resolv.conf names a nameserver of ours on a loopback
+address, which takes the queries and never answers.
 The WebSocket routes themselves are in tests/test_push.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import json
 import os
@@ -21,8 +26,11 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -31,13 +39,16 @@ from conftest import StartServer
 from support import ServerProcess, http_exchange, status_of
 from websockets.sync.client import ClientConnection, connect
 
-from echo_server.endpoints import is_loopback, names_this_machine, notify_allowed
+from echo_server.endpoints import MachineNames, is_loopback, notify_allowed
+from echo_server.loop import Loop
 
 TIMEOUT_S = 10.0
 CURL = shutil.which("curl")
 # Every request goes through http.client; through curl as well when this machine has it.
 HTTP_CLIENTS = ["http.client", *(["curl"] if CURL else [])]
 TOKEN = "s3cret"
+# This machine's names as known without a resolver (no lookup started): for the rules alone.
+NAMES = MachineNames()
 
 
 @dataclass
@@ -407,32 +418,32 @@ def test_other_addresses_and_names_are_not_loopback(host: str) -> None:
 
 @pytest.mark.parametrize("peer", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
 def test_notify_is_allowed_from_loopback_without_any_token(peer: str) -> None:
-    assert notify_allowed(peer, "127.0.0.1:8001", None, None)
-    assert notify_allowed(peer, "localhost:8001", None, TOKEN)
-    assert notify_allowed(peer, "[::1]:8001", "Bearer wrong", TOKEN)
+    assert notify_allowed(NAMES, peer, "127.0.0.1:8001", None, None)
+    assert notify_allowed(NAMES, peer, "localhost:8001", None, TOKEN)
+    assert notify_allowed(NAMES, peer, "[::1]:8001", "Bearer wrong", TOKEN)
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1:8001", "[::1]:8001", "LOCALHOST:80"])
 def test_this_machines_names_name_it(host: str) -> None:
-    assert names_this_machine(host)
-    assert names_this_machine(f"{socket.gethostname()}:8001")
+    assert NAMES.allows(host)
+    assert NAMES.allows(f"{socket.gethostname()}:8001")
 
 
 @pytest.mark.parametrize("host", ["evil.example:8001", "127.0.0.1.evil.example", "", None])
 def test_other_names_do_not_name_this_machine(host: str | None) -> None:
-    assert not names_this_machine(host)
+    assert not NAMES.allows(host)
 
 
 def test_notify_from_loopback_addressed_by_another_name_needs_the_token() -> None:
     # A page that points its own DNS name at 127.0.0.1 (DNS rebinding) sends that name as Host.
-    assert not notify_allowed("127.0.0.1", "rebound.evil.example:8001", None, TOKEN)
-    assert notify_allowed("127.0.0.1", "rebound.evil.example:8001", "Bearer s3cret", TOKEN)
+    assert not notify_allowed(NAMES, "127.0.0.1", "rebound.evil.example:8001", None, TOKEN)
+    assert notify_allowed(NAMES, "127.0.0.1", "rebound.evil.example:8001", "Bearer s3cret", TOKEN)
 
 
 @pytest.mark.parametrize("authorization", ["Bearer s3cret", "bearer s3cret", "BEARER s3cret"])
 def test_notify_is_allowed_from_elsewhere_with_the_bearer_token(authorization: str) -> None:
-    assert notify_allowed("198.51.100.2", "198.51.100.1:8001", authorization, TOKEN)
-    assert notify_allowed("::ffff:198.51.100.2", "198.51.100.1:8001", authorization, TOKEN)
+    assert notify_allowed(NAMES, "198.51.100.2", "198.51.100.1:8001", authorization, TOKEN)
+    assert notify_allowed(NAMES, "::ffff:198.51.100.2", "198.51.100.1:8001", authorization, TOKEN)
 
 
 @pytest.mark.parametrize(
@@ -458,7 +469,201 @@ def test_notify_is_allowed_from_elsewhere_with_the_bearer_token(authorization: s
 def test_notify_is_refused_from_elsewhere_without_the_right_bearer_token(
     authorization: str | None, token: str | None
 ) -> None:
-    assert not notify_allowed("198.51.100.2", "198.51.100.1:8001", authorization, token)
+    assert not notify_allowed(NAMES, "198.51.100.2", "198.51.100.1:8001", authorization, token)
+
+
+# This machine's names: the resolver never asked in the loop.
+
+
+class HeldLookup:
+    """A name lookup that blocks until released, noting the thread it ran in."""
+
+    def __init__(self, answer: str = "pi.example.lan") -> None:
+        self.answer = answer
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.finished = threading.Event()
+        self.calls = 0
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self) -> str:
+        self.calls += 1
+        self.threads.append(threading.current_thread())
+        self.started.set()
+        self.release.wait(TIMEOUT_S)
+        self.finished.set()
+        return self.answer
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {TIMEOUT_S} s: {what}"
+        time.sleep(0.01)
+
+
+def test_the_names_known_without_a_resolver_are_allowed_before_any_lookup() -> None:
+    lookup = HeldLookup()
+    names = MachineNames(lookup)
+    for host in ("localhost:8001", "127.0.0.1:8001", "[::1]:8001", socket.gethostname()):
+        assert names.allows(host)
+    assert lookup.calls == 0
+
+
+def test_a_lookup_that_hangs_never_holds_up_the_answer() -> None:
+    lookup = HeldLookup()
+    names = MachineNames(lookup)
+    assert names.refresh()
+    assert lookup.started.wait(TIMEOUT_S)
+    # The lookup is still waiting: these answers did not wait for it.
+    assert names.allows("localhost:8001")
+    assert not names.allows("pi.example.lan:8001")
+    assert not lookup.finished.is_set()
+    assert lookup.threads[0] is not threading.main_thread()
+    lookup.release.set()
+
+
+def test_the_looked_up_name_is_allowed_once_the_lookup_is_done() -> None:
+    lookup = HeldLookup("Pi.Example.LAN")
+    names = MachineNames(lookup)
+    names.refresh()
+    lookup.release.set()
+    wait_for(lambda: names.allows("pi.example.lan:8001"), "the looked-up name allowed")
+    assert names.allows("PI.example.lan")
+    assert names.allows("localhost")
+
+
+def test_no_second_lookup_starts_while_one_hangs() -> None:
+    lookup = HeldLookup()
+    names = MachineNames(lookup)
+    assert names.refresh()
+    assert lookup.started.wait(TIMEOUT_S)
+    assert not names.refresh()
+    assert not names.refresh()
+    lookup.release.set()
+    wait_for(lookup.finished.is_set, "the lookup done")
+    wait_for(names.refresh, "a new lookup started once the last one is done")
+    wait_for(lambda: lookup.calls == 2, "the second lookup run")
+
+
+def test_a_failing_lookup_keeps_the_names_known_without_it() -> None:
+    def broken() -> str:
+        raise OSError("resolver on fire")
+
+    names = MachineNames(broken)
+    names.refresh()
+    wait_for(names.refresh, "the failed lookup over")
+    assert names.allows("localhost")
+    assert not names.allows("")
+
+
+def test_the_lookup_is_repeated_from_a_loop_timer() -> None:
+    answers = iter(f"name{number}.example" for number in range(1000))
+    names = MachineNames(lambda: next(answers))
+    loop = Loop()
+    try:
+        names.refresh_every(loop, 0.02)
+        deadline = loop.time() + TIMEOUT_S
+
+        def check() -> None:
+            later = any(names.allows(f"name{number}.example") for number in range(3, 1000))
+            if later or loop.time() > deadline:
+                loop.stop()
+            else:
+                loop.call_later(0.01, check)
+
+        check()
+        loop.run()
+    finally:
+        loop.close()
+    assert not names.allows("name0.example")  # swapped for a later answer, not added to
+    assert any(names.allows(f"name{number}.example") for number in range(3, 1000))
+
+
+@dataclass
+class SlowResolver:
+    """A nameserver on a loopback address that takes every query and answers none.
+
+    `command` starts echo_server in a mount namespace of its own whose /etc/resolv.conf (timeout
+    30 s), /etc/hosts (without this machine's name) and /etc/nsswitch.conf send every lookup of
+    this machine's name there.
+    """
+
+    sock: socket.socket
+    command: tuple[str, ...]
+
+    def queries(self) -> list[bytes]:
+        received = []
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(1000):
+                received.append(self.sock.recv(4096))
+        return received
+
+
+def bind_nameserver() -> socket.socket:
+    """A UDP socket on port 53 of a loopback address no other run uses (port 53 needs root)."""
+    for offset in range(250):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((f"127.53.{(os.getpid() + offset) % 250 + 1}.1", 53))
+        except OSError as error:
+            sock.close()
+            if error.errno != errno.EADDRINUSE:
+                raise
+            continue
+        sock.setblocking(False)
+        return sock
+    raise AssertionError("no free port 53 on 127.53.*.1")
+
+
+NAMESPACE_SCRIPT = (
+    'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && '
+    'mount --bind "$3" /etc/nsswitch.conf && shift 3 && exec "$@"'
+)
+
+
+@pytest.fixture
+def slow_resolver(tmp_path: Path) -> Iterator[SlowResolver]:
+    try:
+        sock = bind_nameserver()
+        unshare = subprocess.run(
+            ["unshare", "--mount", "true"], capture_output=True, text=True, check=False
+        )
+        if unshare.returncode != 0:
+            raise OSError(unshare.stderr.strip())
+    except OSError as error:
+        reason = f"cannot run a nameserver on port 53 or a mount namespace: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run these tests as root")
+        pytest.skip(reason)
+    files = {
+        "resolv.conf": f"nameserver {sock.getsockname()[0]}\noptions timeout:30 attempts:1\n",
+        "hosts": "127.0.0.1 localhost\n::1 localhost\n",
+        "nsswitch.conf": "hosts: files dns\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    command = (
+        *("unshare", "--mount", "sh", "-c", NAMESPACE_SCRIPT, "sh"),
+        *(str(tmp_path / name) for name in files),
+        *(sys.executable, "-m", "echo_server"),
+    )
+    with sock:
+        yield SlowResolver(sock, command)
+
+
+def test_notify_from_this_machine_never_waits_for_a_slow_resolver(
+    start_server: StartServer, slow_resolver: SlowResolver
+) -> None:
+    server = start_server("ws", "--port", "0", command=slow_resolver.command)
+    with chat_client(server) as ws:
+        for number, host in enumerate(("127.0.0.1", "localhost", "[::1]")):
+            headers = {"Host": f"{host}:{server.port}"}
+            reply = request(server.port, "GET", f"/notify?msg={number}", headers=headers)
+            assert reply.status == 200, reply
+            assert ws.recv(TIMEOUT_S) == str(number)
+    # The server did ask for its name: in a thread, where the resolver still has it waiting.
+    wait_for(lambda: bool(slow_resolver.queries()), "the server's lookup reaching the resolver")
 
 
 # Who may notify: from another host, a network namespace of our own.

@@ -7,6 +7,9 @@ through `Timing`, so that reconnects take tenths of a second; every wait is boun
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import functools
 import itertools
 import logging
 import random
@@ -20,8 +23,9 @@ import hiredis
 import pytest
 from redis_server import RedisServer, free_port, running_redis
 
-from echo_server.loop import Loop
+from echo_server.loop import EVENT_READ, Loop
 from echo_server.redisbus import (
+    Limits,
     RedisAddress,
     RedisBus,
     RedisConnection,
@@ -84,7 +88,8 @@ def run_for(loop: Loop, seconds: float) -> None:
 
 
 def connection(loop: Loop, url: str, **options: Any) -> RedisConnection:
-    redis = RedisConnection(loop, parse_url(url), timing=FAST, **options)
+    options = {"timing": FAST, **options}
+    redis = RedisConnection(loop, parse_url(url), **options)
     redis.start()
     return redis
 
@@ -104,9 +109,8 @@ class Received:
 
 
 def bus(loop: Loop, url: str, received: Received, **options: Any) -> RedisBus:
-    redis_bus = RedisBus(
-        loop, url, CHANNELS, received.message, received.change, timing=FAST, **options
-    )
+    options = {"timing": FAST, **options}
+    redis_bus = RedisBus(loop, url, CHANNELS, received.message, received.change, **options)
     redis_bus.start()
     return redis_bus
 
@@ -462,3 +466,180 @@ def test_reconnect_attempts_are_spaced_by_a_bounded_backoff(loop: Loop) -> None:
         ceiling = min(FAST.backoff_max_s, FAST.backoff_min_s * 2**attempt)
         assert ceiling / 2 <= gap <= ceiling + slack_s, (attempt, gaps)
     link.close()
+
+
+# What Redis sends is untrusted: bounded in size, in work per wakeup, and in log lines.
+
+SMALL = Limits(max_reply_bytes=64 * 1024, replies_per_wakeup=10)
+
+
+def test_a_reply_over_the_limit_is_refused_and_the_connection_made_again(
+    loop: Loop, redis: RedisServer
+) -> None:
+    redis.command("SET", "huge", b"x" * (20 * 1024 * 1024))
+    replies: list[Any] = []
+    reasons: list[str] = []
+    link = connection(loop, redis.url(), limits=SMALL, on_lost=reasons.append)
+    run_until(loop, lambda: link.ready, "connected")
+    link.command("GET", "huge", callback=replies.append)
+    run_until(loop, lambda: bool(replies), "the GET answered")
+    assert isinstance(replies[0], RedisLostError)
+    assert reasons == [f"a reply of over {SMALL.max_reply_bytes} bytes: refused"]
+    run_until(loop, lambda: link.ready, "connected again")
+    link.command("GET", "missing", callback=replies.append)
+    run_until(loop, lambda: len(replies) == 2, "the next command answered")
+    assert replies[1] is None
+    link.close()
+
+
+def test_a_reply_of_exactly_the_limit_is_taken(loop: Loop, redis: RedisServer) -> None:
+    # "$65527\r\n" + the value + "\r\n" is 65,536 bytes: the whole reply, framing included.
+    value = b"y" * (SMALL.max_reply_bytes - len(b"$65527\r\n\r\n"))
+    redis.command("SET", "just-fits", value)
+    replies: list[Any] = []
+    link = connection(loop, redis.url(), limits=SMALL)
+    run_until(loop, lambda: link.ready, "connected")
+    link.command("GET", "just-fits", callback=replies.append)
+    run_until(loop, lambda: bool(replies), "the GET answered")
+    assert replies == [value]
+    link.close()
+
+
+def test_a_published_message_over_the_limit_is_dropped_and_the_next_is_delivered(
+    loop: Loop, redis: RedisServer
+) -> None:
+    received = Received()
+    redis_bus = bus(loop, redis.url(), received, limits=SMALL)
+    run_until(loop, lambda: redis_bus.up, "the bus up")
+    redis.command("PUBLISH", "test:a", b"x" * (20 * 1024 * 1024))
+    run_until(loop, lambda: received.changes == [True, False, True], "dropped and back")
+    assert redis_bus.publish(b"test:a", b"next")
+    run_until(loop, lambda: bool(received.messages), "the next message")
+    assert received.messages == [(b"test:a", b"next")]
+    redis_bus.close()
+
+
+def test_a_flood_of_messages_takes_turns_with_the_rest_of_the_loop(
+    loop: Loop, redis: RedisServer
+) -> None:
+    received = Received()
+    redis_bus = bus(loop, redis.url(), received, limits=SMALL)
+    run_until(loop, lambda: redis_bus.up, "the bus up")
+    # Sent while the loop is not running: they wait in our socket, read in one go.
+    redis.pipeline([("PUBLISH", "test:a", b"%d" % number) for number in range(1000)])
+    turns = [0]  # how often the rest of the loop (here: a timer) has had its turn
+    seen_at_turn: list[int] = []
+
+    def other_work() -> None:
+        turns[0] += 1
+        if len(received.messages) < 1000:
+            loop.call_later(0.0, other_work)
+
+    def note(channel: bytes, data: bytes) -> None:
+        received.message(channel, data)
+        seen_at_turn.append(turns[0])
+
+    redis_bus._on_message = note
+    loop.call_later(0.0, other_work)
+    run_until(loop, lambda: len(received.messages) == 1000, "1000 messages")
+    assert [data for _, data in received.messages] == [b"%d" % n for n in range(1000)]
+    # At most one batch from the socket's readiness and one from the timer between two turns.
+    per_turn = collections.Counter(seen_at_turn)
+    assert max(per_turn.values()) <= 2 * SMALL.replies_per_wakeup, per_turn
+    redis_bus.close()
+
+
+def publish_oversized(loop: Loop, redis: RedisServer, received: Received) -> None:
+    """Publish a message over SMALL's limit, and wait until the bus is back up after it."""
+    ups = received.changes.count(True)
+    redis.command("PUBLISH", "test:a", b"x" * (2 * SMALL.max_reply_bytes))
+    run_until(loop, lambda: received.changes.count(True) == ups + 1, "dropped and back")
+
+
+def test_a_flood_of_oversized_messages_is_logged_once_not_per_message(
+    loop: Loop, redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="echo_server")
+    received = Received()
+    redis_bus = bus(loop, redis.url(), received, limits=SMALL)
+    run_until(loop, lambda: redis_bus.up, "the bus up")
+    for _ in range(5):
+        publish_oversized(loop, redis, received)
+    assert received.messages == []
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len([line for line in lines if "connection lost" in line]) == 1, lines
+    assert len([line for line in lines if "back; fanning out" in line]) == 1, lines
+    redis_bus.close()
+
+
+def test_an_outage_after_short_ones_is_logged_with_their_count(
+    loop: Loop, redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="echo_server")
+    received = Received()
+    timing = dataclasses.replace(FAST, outage_log_interval_s=60.0, outage_report_after_s=0.5)
+    redis_bus = bus(loop, redis.url(), received, limits=SMALL, timing=timing)
+    run_until(loop, lambda: redis_bus.up, "the bus up")
+    for _ in range(3):  # one logged, then two short ones only counted
+        publish_oversized(loop, redis, received)
+    redis.stop(signal.SIGKILL)  # a real outage, longer than outage_report_after_s
+    run_until(loop, lambda: "2 short outage(s)" in caplog.text, "the long outage logged")
+    redis.start()
+    run_until(loop, lambda: redis_bus.up, "the bus up again")
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len([line for line in lines if "connection lost" in line]) == 2, lines
+    assert len([line for line in lines if "back; fanning out" in line]) == 2, lines
+    redis_bus.close()
+
+
+class HostileRedis:
+    """A server in the test's loop that greets like Redis, then sends `then` and stays."""
+
+    def __init__(self, loop: Loop, then: bytes) -> None:
+        self.loop = loop
+        self.then = then
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        loop.set_interest(self.listener, EVENT_READ, self._accept)
+
+    def _accept(self, mask: int) -> None:
+        sock, _ = self.listener.accept()
+        self.accepted.append(sock)
+        sock.setblocking(False)
+        self.loop.set_interest(sock, EVENT_READ, functools.partial(self._greet, sock))
+
+    def _greet(self, sock: socket.socket, mask: int) -> None:
+        if sock.recv(65536):  # the PING; the answer, then what a broken Redis might send
+            sock.send(b"+PONG\r\n" + self.then)
+        self.loop.forget(sock)
+
+    def close(self) -> None:
+        self.loop.forget(self.listener)
+        for sock in (self.listener, *self.accepted):
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    "then",
+    [
+        b"*4294967295\r\n",  # an array of four billion elements: hiredis cannot allocate it
+        b"*99999999999\r\n",  # more than RESP allows
+        b"?what\r\n",  # not RESP at all
+        b"+OK\r\n",  # a reply nobody asked for
+    ],
+)
+def test_a_redis_that_sends_nonsense_costs_the_connection_never_the_loop(
+    loop: Loop, then: bytes
+) -> None:
+    hostile = HostileRedis(loop, then)
+    reasons: list[str] = []
+    link = connection(loop, f"redis://127.0.0.1:{hostile.port}/0", on_lost=reasons.append)
+    run_until(loop, lambda: bool(reasons), "the connection given up")
+    assert not link.ready
+    assert "internal error" not in reasons[0]  # refused as bad input, not crashed on
+    link.close()
+    hostile.close()
