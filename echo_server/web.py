@@ -77,6 +77,7 @@ NAME_MAX_BYTES = 255
 LINGER_RECV_BYTES = 64 * 1024
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REFUSAL_LOG_INTERVAL_S = 1.0
 
 ALLOWED_METHODS = "GET, HEAD"
 INDEX_NAME = "index.html"
@@ -200,11 +201,9 @@ class PageServer:
         self._refusals: set[PageConnection] = set()  # 503s being delivered; not counted
         self._stop_timer: Timer | None = None
         self._accept_timer: Timer | None = None
+        self._refusal_logged_at = -REFUSAL_LOG_INTERVAL_S
+        self._refusals_not_logged = 0
         self.loop.set_interest(self.listener, EVENT_READ, self._on_accept)
-
-    @property
-    def connection_count(self) -> int:
-        return len(self._connections)
 
     # Accepting.
 
@@ -256,13 +255,26 @@ class PageServer:
                 continue
             if connection.has_unread_bytes():
                 continue  # its next request is arriving: not idle after all
-            log.debug("page server: closing an idle connection of %s to make room", address)
+            log.debug("page server: closed an idle connection of %s for room", connection.address)
             connection.close()
             return True
         return False
 
     def _refuse(self, sock: socket.socket, address: str, reason: str) -> None:
-        log.warning("page server refused %s: %s", address, reason)
+        # One line per interval at most: a flood of refused connections is not a flood of logs.
+        now = self.loop.time()
+        if now - self._refusal_logged_at >= REFUSAL_LOG_INTERVAL_S:
+            more = self._refusals_not_logged
+            log.warning(
+                "page server refused %s: %s%s",
+                address,
+                reason,
+                f" (and {more} more since the last such line)" if more else "",
+            )
+            self._refusal_logged_at = now
+            self._refusals_not_logged = 0
+        else:
+            self._refusals_not_logged += 1
         refusal = PageConnection(self, sock, address, counted=False)
         lingering = len(self._refusals) < self.limits.max_refusals
         if lingering:
