@@ -712,10 +712,13 @@ class PageConnection:
         self.state = State.WAITING
         self.server.note_idle(self)
         self._set_timer(self.server.limits.keep_alive_timeout_s)
-        self._want(EVENT_READ)
         if self._buffer:
-            # Pipelined bytes: parse them on the next round, not by recursing from here.
+            # Pipelined bytes: parse them on the next round, not by recursing from here, and
+            # read nothing more until they need it, so the buffer stays within one head's size.
+            self._want(0)
             self._resume_timer = self.server.loop.call_later(0, self._on_resume)
+        else:
+            self._want(EVENT_READ)
 
     # Refusing, lingering, closing.
 
@@ -761,6 +764,8 @@ class PageConnection:
         """Whether the client has sent bytes not read yet (a request may be arriving)."""
         if self.state is not State.WAITING:
             return False
+        if self._buffer:
+            return True  # pipelined, to be parsed on the next round
         try:
             return bool(self.sock.recv(1, socket.MSG_PEEK))
         except OSError:
