@@ -23,8 +23,11 @@ What one client cannot do (the numbers are in defaults.py; `run_web` can change 
   connection over either cap first closes the longest-idle connection counted against that cap
   (idle: waiting between requests with nothing unread, or done and draining), as nginx does; so
   idle connections, however many, never lock anyone out. If nothing is idle, the new connection
-  gets 503 with `Connection: close`. There is no cap on requests per connection: a connection
-  that keeps sending requests is only ever one of its address's share.
+  gets 503 with `Connection: close` at once, its request unread (up to `WEB_MAX_REFUSALS` such
+  answers drain the client before closing; past that they are closed once sent). Out of file descriptors, the longest-idle connection is
+  closed the same way; if none is idle, accepting pauses briefly instead of spinning. There is
+  no cap on requests per connection: a connection that keeps sending requests is only ever one
+  of its address's share.
 - Stall or crash the loop. A bug while serving one connection logs its traceback and closes that
   connection, never the server.
 
@@ -35,7 +38,8 @@ unread bytes sends a reset that can destroy the response (RFC 9112 section 9.6).
 Stopping (SIGINT or SIGTERM, through `Loop.on_signal`, so never an exception raised from a
 signal handler): stop accepting, close idle connections and requests still arriving, let
 responses under way finish within `WEB_STOP_TIMEOUT_S`, then close what is left. A second
-signal closes everything at once.
+signal closes everything at once. Once the loop has returned both signals are blocked, so that
+one arriving during teardown cannot meet the default action and end the process with -15.
 
 It is not a general web server: GET and HEAD only, no uploads, no ranges, no conditional
 requests, no compression, no TLS. Run it behind a real web server if you need any of those.
@@ -202,6 +206,7 @@ class PageServer:
         self._stop_timer: Timer | None = None
         self._accept_timer: Timer | None = None
         self._refusal_logged_at = -REFUSAL_LOG_INTERVAL_S
+        self._out_of_descriptors = False  # logged once until an accept succeeds again
         self._refusals_not_logged = 0
         self.loop.set_interest(self.listener, EVENT_READ, self._on_accept)
 
@@ -215,10 +220,13 @@ class PageServer:
                 return
             except OSError as error:
                 if error.errno in OUT_OF_DESCRIPTORS:
+                    if self._close_one_idle(None):
+                        continue  # a descriptor is free again: accept the waiting client
                     self._pause_accepting()
                 elif error.errno not in (errno.ECONNABORTED, errno.EPROTO):
                     log.warning("page server: accept failed: %s", error)
                 return
+            self._out_of_descriptors = False
             try:
                 self._admit(sock, address_key(str(address[0])))
             except OSError as error:
@@ -284,7 +292,9 @@ class PageServer:
     def _pause_accepting(self) -> None:
         # The listener stays readable while the queue holds clients: without a pause the loop
         # would spin on accept() failing. The clients wait in the kernel's queue meanwhile.
-        log.warning("page server: out of file descriptors; not accepting for a moment")
+        if not self._out_of_descriptors:
+            log.warning("page server: out of file descriptors and none idle; accepting slowly")
+            self._out_of_descriptors = True
         self.loop.set_interest(self.listener, 0, self._on_accept)
         self._accept_timer = self.loop.call_later(defaults.WEB_ACCEPT_PAUSE_S, self._resume)
 

@@ -778,6 +778,22 @@ def test_200_idle_connections_from_one_address_lock_no_one_else_out(own_web: Ser
         wait_until_closed_by_server(idle, len(idle) - WEB_MAX_CONNECTIONS_PER_ADDRESS)
 
 
+def test_out_of_descriptors_the_longest_idle_connection_makes_room(
+    start_server: StartServer, site: Site
+) -> None:
+    web = start_server(
+        "web", "--port", "0", "--ws-port", "9", "--root", str(site.root), open_files_limit=40
+    )
+    with contextlib.ExitStack() as stack:
+        # More idle connections than the process has descriptors, none over an address's cap.
+        per_address = WEB_MAX_CONNECTIONS_PER_ADDRESS - 1
+        for n in range(60):
+            stack.enter_context(connect_from(web, f"127.0.0.{2 + n // per_address}"))
+        started = time.monotonic()
+        assert fetch(web, "/notes.txt").status == 200
+        assert time.monotonic() - started < defaults.WEB_REQUEST_TIMEOUT_S / 2  # not a timeout
+
+
 def drop_what_arrived(sock: socket.socket) -> bool:
     """Read and drop what a non-blocking socket has received; False once the server closed it."""
     try:
