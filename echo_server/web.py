@@ -24,10 +24,10 @@ What one client cannot do (the numbers are in defaults.py; `run_web` can change 
   (idle: waiting between requests with nothing unread, or done and draining), as nginx does; so
   idle connections, however many, never lock anyone out. If nothing is idle, the new connection
   gets 503 with `Connection: close` at once, its request unread (up to `WEB_MAX_REFUSALS` such
-  answers drain the client before closing; past that they are closed once sent). Out of file descriptors, the longest-idle connection is
-  closed the same way; if none is idle, accepting pauses briefly instead of spinning. There is
-  no cap on requests per connection: a connection that keeps sending requests is only ever one
-  of its address's share.
+  answers drain the client before closing; past that they are closed once sent). Out of file
+  descriptors, the longest-idle connection is closed the same way; if none is idle, accepting
+  pauses briefly instead of spinning. There is no cap on requests per connection: a connection
+  that keeps sending requests is only ever one of its address's share.
 - Stall or crash the loop. A bug while serving one connection logs its traceback and closes that
   connection, never the server.
 
