@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
 
 from echo_server import client, defaults, netinfo, redisbus, workers
 from echo_server.arguments import (
@@ -27,9 +26,10 @@ from echo_server.arguments import (
     rate,
     seconds,
 )
+from echo_server.loop import Loop
 from echo_server.server import Server, make_tls_context
 from echo_server.settings import Settings
-from echo_server.web import make_server
+from echo_server.web import Limits, PageServer
 
 PROG = "echo-server"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -145,6 +145,36 @@ def add_ws_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_web_limit_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("page server limits and timeouts")
+    option = group.add_argument
+    option(
+        "--max-connections-per-address",
+        type=positive_int,
+        default=defaults.WEB_MAX_CONNECTIONS_PER_ADDRESS,
+        metavar="N",
+        help="connections one client address may hold, of "
+        f"{defaults.WEB_MAX_CONNECTIONS}; raise it when many share one address (NAT) "
+        f"(default {defaults.WEB_MAX_CONNECTIONS_PER_ADDRESS})",
+    )
+    option(
+        "--request-timeout",
+        type=seconds,
+        default=defaults.WEB_REQUEST_TIMEOUT_S,
+        metavar="S",
+        help="close a connection whose request head is not complete in S s, or that "
+        f"takes no byte of a response for S s (default {defaults.WEB_REQUEST_TIMEOUT_S:g})",
+    )
+    option(
+        "--keep-alive-timeout",
+        type=seconds,
+        default=defaults.WEB_KEEP_ALIVE_TIMEOUT_S,
+        metavar="S",
+        help="close a connection idle for S s between requests "
+        f"(default {defaults.WEB_KEEP_ALIVE_TIMEOUT_S:g})",
+    )
+
+
 def redis_url(text: str) -> str:
     """A redis:// URL, checked at once so that a typo is a usage error, not a log line."""
     try:
@@ -172,6 +202,7 @@ def build_parser() -> OneLineParser:
         help=f"the WebSocket port the page connects to (default {defaults.WS_PORT})",
     )
     web.add_argument("--root", type=existing_dir, default=DEFAULT_ROOT, help="folder to serve")
+    add_web_limit_options(web)
 
     demo = commands.add_parser("demo", help="run both servers")
     add_bind_options(demo, defaults.WEB_PORT, "page")
@@ -254,20 +285,27 @@ def run_ws(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def run_web(args: argparse.Namespace) -> int:
-    httpd = make_server(bind_host(args), args.port, root=args.root, ws_port=args.ws_port)
-    port = httpd.server_address[1]
-    announce("page server", "http", bind_host(args), port, args.lan)
-
-    def stop(signum: int, frame: FrameType | None) -> NoReturn:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    limits = Limits(
+        max_connections_per_address=args.max_connections_per_address,
+        request_timeout_s=args.request_timeout,
+        keep_alive_timeout_s=args.keep_alive_timeout,
+    )
+    loop = Loop()
     try:
-        httpd.serve_forever()
-    finally:
-        httpd.server_close()
-    return 0
+        server = PageServer(
+            bind_host(args),
+            args.port,
+            root=args.root,
+            ws_port=args.ws_port,
+            loop=loop,
+            limits=limits,
+        )
+    except BaseException:
+        loop.close()
+        raise
+    return server.serve_until_signalled(
+        on_ready=lambda: announce("page server", "http", bind_host(args), server.port, args.lan)
+    )
 
 
 def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:

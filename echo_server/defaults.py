@@ -44,14 +44,30 @@ RATE_LIMIT_BURST_S: Final = 2.0
 TICK_INTERVAL_S: Final = 1.0
 STREAM_MAX_GAP_S: Final = 1.0  # /stream: the value changes at random gaps of 0 to this
 
-# Static server.
-WEB_REQUEST_TIMEOUT_S: Final = 10.0  # the whole request head, so a trickling client is cut off too
+# Static server (web.py).
+# The whole request head, so a trickling client is cut off too: counted from the accept for a
+# connection's first request, from the request's first byte for later ones. Also how long a
+# response may go without the client taking a byte of it, before it is dropped.
+WEB_REQUEST_TIMEOUT_S: Final = 10.0
+# Between requests on a kept-alive connection: the next request's first byte must come by then.
+WEB_KEEP_ALIVE_TIMEOUT_S: Final = 5.0
 # A browser opens at most six connections to one host: a classroom of twenty before anyone waits.
 WEB_MAX_CONNECTIONS: Final = 128
-# After an error, how long and how much of the rest of a refused request is read and dropped,
-# so the client gets the error response instead of a reset.
+# One address (a browser or two on one machine) gets at most this share of the connections.
+WEB_MAX_CONNECTIONS_PER_ADDRESS: Final = 16
+# 503 answers to connections over a cap that are still draining the client's request; past this
+# many at once, a refused connection is answered as far as its socket takes and closed at once.
+WEB_MAX_REFUSALS: Final = 64
+# After an error or a last response, how long and how much of what the client still sends is
+# read and dropped, so the client gets the response instead of a reset.
 WEB_LINGER_S: Final = 2.0
 WEB_LINGER_MAX_BYTES: Final = 1024 * 1024
+# A file goes out at most this much per writable event, so one download cannot starve the rest.
+WEB_SEND_CHUNK_BYTES: Final = 1024 * 1024
+# Out of file descriptors: stop accepting for this long instead of spinning on accept().
+WEB_ACCEPT_PAUSE_S: Final = 0.1
+# SIGINT/SIGTERM: responses under way get this long to finish, then everything is closed.
+WEB_STOP_TIMEOUT_S: Final = 5.0
 
 # Redis fan-out (--redis): the connections (redisbus.py) and the cluster on top (cluster.py).
 REDIS_PORT: Final = 6379

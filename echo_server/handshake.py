@@ -10,6 +10,10 @@ of h11, wsproto and websockets: no HTTP/1.0, no obsolete line folding, no contro
 header values, no Transfer-Encoding, one Host. It is not a general HTTP server: it has no chunked
 bodies, no keep-alive, no absolute-form targets, and it negotiates no extensions or subprotocols
 (a client that offers permessage-deflate simply gets none, which RFC 6455 allows).
+
+The page server (web.py) parses its requests here too, with two rules relaxed by parameters of
+`parse_request`: it takes HTTP/1.0 requests (which need no Host), and it takes Transfer-Encoding
+because it never reads a request body and closes the connection after answering one.
 """
 
 from __future__ import annotations
@@ -58,7 +62,9 @@ _TOKEN_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE_RE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 # RFC 9112 section 3: method SP request-target SP HTTP-version, nothing more, nothing less.
 # The target is origin-form only ("/" then visible ASCII, without "#": fragments are never sent).
-_REQUEST_LINE_RE = re.compile(rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+) (/[\x21\x22\x24-\x7e]*) HTTP/1\.1")
+_REQUEST_LINE_RE = re.compile(
+    rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+) (/[\x21\x22\x24-\x7e]*) (HTTP/1\.[01])"
+)
 _DIGITS_RE = re.compile(rb"[0-9]+")
 _STR_TOKEN_RE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _STR_FIELD_VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
@@ -127,7 +133,7 @@ class Headers:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A parsed HTTP/1.1 request head."""
+    """A parsed HTTP/1.1 (or, if allowed, HTTP/1.0) request head."""
 
     method: str
     target: str  # as sent, e.g. "/chat?room=1"
@@ -135,6 +141,7 @@ class Request:
     query: str  # the target after the first "?", "" if none
     headers: Headers
     body_length: int  # Content-Length, or 0 without one
+    version: str = "HTTP/1.1"  # "HTTP/1.0" only when parse_request was told to allow it
 
 
 class HandshakeError(Exception):
@@ -177,10 +184,19 @@ def find_head_end(
     return None
 
 
-def parse_request(head: bytes, max_header_lines: int = defaults.MAX_HEADER_LINES) -> Request:
+def parse_request(
+    head: bytes,
+    max_header_lines: int = defaults.MAX_HEADER_LINES,
+    *,
+    allow_http_1_0: bool = False,
+    allow_transfer_encoding: bool = False,
+) -> Request:
     """Parse a complete request head (request line + headers + CRLF CRLF).
 
     Raises HandshakeError: 400 on anything malformed, 431 on more than max_header_lines headers.
+    `allow_http_1_0` also takes "HTTP/1.0" request lines, which may omit Host (RFC 9112 3.2).
+    `allow_transfer_encoding` takes a Transfer-Encoding header instead of refusing it: only for
+    a caller that never reads a request body and closes the connection after such a request.
     """
     if not head.endswith(b"\r\n\r\n"):
         raise _bad_request("the request head does not end with an empty line")
@@ -192,29 +208,31 @@ def parse_request(head: bytes, max_header_lines: int = defaults.MAX_HEADER_LINES
         )
 
     matched = _REQUEST_LINE_RE.fullmatch(request_line)
-    if matched is None:
+    if matched is None or (matched.group(3) != b"HTTP/1.1" and not allow_http_1_0):
         raise _bad_request("the request line is not 'METHOD /path HTTP/1.1'")
-    # Both groups matched ASCII-only patterns, so these decodes cannot fail.
+    # The groups matched ASCII-only patterns, so these decodes cannot fail.
     method = matched.group(1).decode("ascii")
     target = matched.group(2).decode("ascii")
+    version = matched.group(3).decode("ascii")
     path, _, query = target.partition("?")
 
     headers = Headers([_parse_header_line(line) for line in header_lines])
 
     # RFC 9112 section 3.2: exactly one Host, and a valid one. Refusing a bad Host here means
     # origin_allowed() only ever compares against a host this module itself has parsed.
+    # An HTTP/1.0 request may have none (HTTP/1.0 predates Host), but not two or a bad one.
     hosts = headers.get_all("Host")
-    if len(hosts) != 1:
+    if len(hosts) != 1 and not (version == "HTTP/1.0" and not hosts):
         raise _bad_request("the request needs exactly one Host header")
-    if _parse_authority(hosts[0]) is None:
+    if hosts and _parse_authority(hosts[0]) is None:
         raise _bad_request("the Host header is not a valid host[:port]")
 
     # RFC 9112 section 6.1 and 6.3: Transfer-Encoding would need chunked decoding and, combined
     # with Content-Length, is the classic request-smuggling vector; nothing here needs it.
-    if "Transfer-Encoding" in headers:
+    if "Transfer-Encoding" in headers and not allow_transfer_encoding:
         raise _bad_request("Transfer-Encoding is not supported")
 
-    return Request(method, target, path, query, headers, _content_length(headers))
+    return Request(method, target, path, query, headers, _content_length(headers), version)
 
 
 def accept_key(key: str) -> str:

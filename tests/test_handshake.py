@@ -401,6 +401,59 @@ def test_parse_request_refuses_transfer_encoding_next_to_content_length_with_400
     assert parse_refusal(data).status == 400
 
 
+# parse_request's relaxations, for the page server (web.py); the defaults stay strict.
+
+
+def test_parse_request_takes_http_1_0_when_allowed() -> None:
+    request = parse_request(raw_head(b"GET /a HTTP/1.0", b"Host: a"), allow_http_1_0=True)
+    assert (request.method, request.path, request.version) == ("GET", "/a", "HTTP/1.0")
+
+
+def test_parse_request_http_1_0_needs_no_host_when_allowed() -> None:
+    request = parse_request(raw_head(b"GET / HTTP/1.0", b"X-A: 1"), allow_http_1_0=True)
+    assert "Host" not in request.headers
+
+
+@pytest.mark.parametrize(
+    "host_lines", [[b"Host: a", b"Host: b"], [b"Host: a@b"]], ids=["two", "invalid"]
+)
+def test_parse_request_http_1_0_still_refuses_a_bad_host(host_lines: list[bytes]) -> None:
+    with pytest.raises(HandshakeError) as caught:
+        parse_request(raw_head(b"GET / HTTP/1.0", *host_lines), allow_http_1_0=True)
+    assert caught.value.status == 400
+
+
+def test_parse_request_http_1_1_still_needs_a_host_when_http_1_0_is_allowed() -> None:
+    with pytest.raises(HandshakeError) as caught:
+        parse_request(raw_head(b"GET / HTTP/1.1", b"X-A: 1"), allow_http_1_0=True)
+    assert caught.value.status == 400
+
+
+def test_parse_request_gives_http_1_1_as_the_version() -> None:
+    assert parse_request(head("GET / HTTP/1.1")).version == "HTTP/1.1"
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/1.2", b"HTTP/0.9"])
+def test_parse_request_allowing_http_1_0_takes_no_other_version(version: bytes) -> None:
+    with pytest.raises(HandshakeError) as caught:
+        parse_request(raw_head(b"GET / " + version, b"Host: a"), allow_http_1_0=True)
+    assert caught.value.status == 400
+
+
+def test_parse_request_takes_transfer_encoding_when_allowed() -> None:
+    data = raw_head(b"GET / HTTP/1.1", b"Host: a", b"Transfer-Encoding: chunked")
+    request = parse_request(data, allow_transfer_encoding=True)
+    assert request.headers.get("Transfer-Encoding") == "chunked"
+    assert request.body_length == 0
+
+
+def test_parse_request_allowing_transfer_encoding_still_refuses_two_content_lengths() -> None:
+    data = raw_head(b"GET / HTTP/1.1", b"Host: a", b"Content-Length: 1", b"Content-Length: 2")
+    with pytest.raises(HandshakeError) as caught:
+        parse_request(data, allow_transfer_encoding=True, allow_http_1_0=True)
+    assert caught.value.status == 400
+
+
 # Fragments that steer generated input past the request line and into the header parser.
 HEAD_PREFIXES = [b"", b"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: a\r\n"]
 HEAD_FRAGMENTS = [

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import struct
 import time
@@ -26,18 +27,24 @@ from pathlib import Path
 
 import pytest
 from conftest import StartServer
-from support import REPO, ServerProcess, recv_until
+from support import REPO, STOP_TIMEOUT_S, ServerProcess, recv_until, start
 
 from echo_server import defaults
-from echo_server.defaults import WEB_MAX_CONNECTIONS
-from echo_server.web import CONTENT_SECURITY_POLICY
+from echo_server.defaults import WEB_MAX_CONNECTIONS, WEB_MAX_CONNECTIONS_PER_ADDRESS
+from echo_server.web import CONTENT_SECURITY_POLICY, address_key
 
 REPLY_TIMEOUT_S = 10.0
-# The server's deadline plus slack for a loaded machine; a test waits no longer than this.
-DROP_WAIT_S = defaults.WEB_REQUEST_TIMEOUT_S + 5.0
+# Short deadlines (--request-timeout, --keep-alive-timeout) for the tests that wait for them.
+QUICK_REQUEST_TIMEOUT_S = 2.0
+QUICK_KEEP_ALIVE_TIMEOUT_S = 1.0
+# A deadline plus slack for a loaded machine; a test waits no longer than this.
+SLACK_S = 5.0
 LARGE_FILE_BYTES = 3 * 1024 * 1024
 # Far more than loopback socket buffers hold, so the server is still sending when we vanish.
 HUGE_FILE_BYTES = 64 * 1024 * 1024
+# Other client addresses: loopback is all of 127.0.0.0/8, and a server on 127.0.0.1 takes
+# connections from any of them (bind the client socket to one before connecting).
+OTHER_ADDRESS = "127.0.0.2"
 
 
 @dataclass
@@ -57,15 +64,16 @@ class Reply:
     raw: bytes
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Site:
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    """One site for the module: tests only add files to it, each under its own name."""
     marker = f"secret-{uuid.uuid4().hex}"
-    outside = tmp_path
+    outside = tmp_path_factory.mktemp("site")
     (outside / "secret.txt").write_text(marker)
     (outside / "private").mkdir()
     (outside / "private" / "secret.txt").write_text(marker)
 
-    root = tmp_path / "www"
+    root = outside / "www"
     root.mkdir()
     (root / "index.html").write_text("<!doctype html><title>home</title>")
     (root / "app.js").write_text("console.log('app');")
@@ -91,16 +99,83 @@ def site(tmp_path: Path) -> Site:
     return Site(root=root, outside=outside, marker=marker)
 
 
+@pytest.fixture(scope="module")
+def web(site: Site) -> Iterator[ServerProcess]:
+    """The page server on `site`, shared by the tests of one request and its answer (starting
+    a server per test would take most of this module's time); whatever they send, it must never
+    print a traceback. Tests that read the log, fill the server or wait for it use `own_web`.
+    """
+    server = start(["web", "--port", "0", "--ws-port", "9", "--root", str(site.root)])
+    yield server
+    assert server.stop() == 0
+    assert "Traceback" not in server.output()
+
+
 @pytest.fixture
-def web(start_server: StartServer, site: Site) -> Iterator[ServerProcess]:
-    """The page server on `site`; whatever a test sends, it must never print a traceback."""
+def own_web(start_server: StartServer, site: Site) -> Iterator[ServerProcess]:
+    """A page server on `site` for this test alone."""
     server = start_server("web", "--port", "0", "--ws-port", "9", "--root", str(site.root))
+    yield server
+    assert "Traceback" not in server.output()
+
+
+@pytest.fixture
+def quick_web(start_server: StartServer, site: Site) -> Iterator[ServerProcess]:
+    """The page server with short deadlines, for the tests that wait for them to pass."""
+    server = start_server(
+        "web",
+        "--port",
+        "0",
+        "--ws-port",
+        "9",
+        "--root",
+        str(site.root),
+        "--request-timeout",
+        str(QUICK_REQUEST_TIMEOUT_S),
+        "--keep-alive-timeout",
+        str(QUICK_KEEP_ALIVE_TIMEOUT_S),
+    )
     yield server
     assert "Traceback" not in server.output()
 
 
 def connect(server: ServerProcess, family_host: str = "127.0.0.1") -> socket.socket:
     return socket.create_connection((family_host, server.port), timeout=REPLY_TIMEOUT_S)
+
+
+def connect_from(server: ServerProcess, source: str) -> socket.socket:
+    """A connection to the server on 127.0.0.1 from the loopback address `source`."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((source, 0))
+        sock.settimeout(REPLY_TIMEOUT_S)
+        sock.connect(("127.0.0.1", server.port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def connect_busy(server: ServerProcess, source: str) -> socket.socket:
+    """A connection from `source` in the middle of sending a request head: never idle."""
+    sock = connect_from(server, source)
+    sock.sendall(b"GET / HTTP/1.1\r\n")
+    return sock
+
+
+def closed_by_server(sock: socket.socket, timeout_s: float) -> bool:
+    """Whether the server ends the stream within timeout_s (whatever it sent before)."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while (remaining_s := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining_s)
+            if not sock.recv(65536):
+                return True
+    except (TimeoutError, BlockingIOError):
+        return False
+    except ConnectionError:
+        return True
+    return False
 
 
 def read_until_closed(sock: socket.socket, timeout_s: float = REPLY_TIMEOUT_S) -> bytes:
@@ -436,6 +511,65 @@ def test_too_many_header_lines_get_431(web: ServerProcess) -> None:
     assert send_raw(web, raw).status == 431
 
 
+def test_two_different_content_lengths_get_400(web: ServerProcess) -> None:
+    reply = send_raw(
+        web,
+        b"GET /notes.txt HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    assert reply.status == 400
+    assert reply.headers["Connection"] == "close"
+
+
+def test_path_segment_longer_than_any_file_name_gets_an_answer(web: ServerProcess) -> None:
+    for target in ("/" + "a" * 300, "/sub/" + "b" * 300 + "/index.html", "/" + "%41" * 300):
+        reply = fetch(web, target)
+        assert reply.status in (404, 414)
+        assert reply.body.startswith(f"{reply.status} ".encode())
+        assert reply.headers["Content-Length"] == str(len(reply.body))
+
+
+def test_transfer_encoding_is_answered_and_ends_the_connection(web: ServerProcess) -> None:
+    smuggled = b"GET /app.js HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    reply = send_raw(
+        web,
+        b"GET /notes.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled),
+    )
+    assert reply.status == 200
+    assert reply.headers["Connection"] == "close"
+    assert reply.body == b"plain notes"  # and no second response after it
+
+
+def test_expect_100_continue_gets_the_final_answer_at_once(web: ServerProcess) -> None:
+    with connect(web) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        reply = recv_until(sock, b"\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 405 ")  # no "100 Continue": the body is never wanted
+
+
+def test_pipelined_requests_are_answered_in_order(web: ServerProcess) -> None:
+    requests = b"".join(
+        b"GET /%s HTTP/1.1\r\nHost: localhost\r\n\r\n" % name
+        for name in (b"notes.txt", b"app.js", b"missing", b"notes.txt")
+    )
+    last = b"GET /app.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    reply = send_raw(web, requests + last)
+    statuses = [int(line.split()[1]) for line in re.findall(rb"HTTP/1\.1 \d+ ", reply.raw)]
+    assert statuses == [200, 200, 404, 200, 200]
+    assert reply.raw.count(b"plain notes") == 2
+
+
+def test_empty_lines_before_a_request_line_are_ignored(web: ServerProcess) -> None:
+    reply = send_raw(
+        web, b"\r\n\r\nGET /notes.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    assert reply.status == 200
+
+
 # Headers on every response.
 
 SAMPLE_REQUESTS = [
@@ -472,70 +606,242 @@ def test_server_header_does_not_reveal_the_python_version(
 # Slow, silent and departing clients.
 
 
-def test_silent_client_is_dropped_after_the_request_timeout(web: ServerProcess) -> None:
-    with connect(web) as sock:
+def test_silent_client_is_dropped_after_the_request_timeout(quick_web: ServerProcess) -> None:
+    with connect(quick_web) as sock:
         started = time.monotonic()
-        assert read_until_closed(sock, timeout_s=DROP_WAIT_S) == b""
-        assert time.monotonic() - started >= defaults.WEB_REQUEST_TIMEOUT_S - 1.0
+        assert read_until_closed(sock, timeout_s=QUICK_REQUEST_TIMEOUT_S + SLACK_S) == b""
+        assert time.monotonic() - started >= QUICK_REQUEST_TIMEOUT_S - 0.5
 
 
-def test_client_trickling_a_request_head_is_dropped_at_the_deadline(web: ServerProcess) -> None:
-    # A header line every half second would reset a per-read timeout forever; a deadline on
+def test_client_trickling_a_request_head_is_dropped_at_the_deadline(
+    quick_web: ServerProcess,
+) -> None:
+    # A header line every quarter second would reset a per-read timeout forever; a deadline on
     # the whole head must still cut it off.
-    with connect(web) as sock:
+    with connect(quick_web) as sock:
         started = time.monotonic()
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
-        closed = False
-        for n in range(int(DROP_WAIT_S / 0.5)):
-            readable, _, _ = select.select([sock], [], [], 0.5)
-            if readable:
-                closed = sock.recv(65536) == b""
-                break
-            with contextlib.suppress(OSError):
-                sock.sendall(f"X-Slow-{n}: 1\r\n".encode())
-        assert closed
-        assert time.monotonic() - started < DROP_WAIT_S
+        assert trickle_until_closed(sock, QUICK_REQUEST_TIMEOUT_S + SLACK_S)
+        assert time.monotonic() - started >= QUICK_REQUEST_TIMEOUT_S - 0.5
 
 
-def test_client_that_vanishes_mid_download_logs_a_line_and_no_traceback(
-    web: ServerProcess, site: Site
+def trickle_until_closed(sock: socket.socket, timeout_s: float) -> bool:
+    """Send a header line every quarter second until the server closes; False if it never does."""
+    for n in range(int(timeout_s / 0.25)):
+        readable, _, _ = select.select([sock], [], [], 0.25)
+        if readable:
+            return sock.recv(65536) == b""
+        with contextlib.suppress(OSError):
+            sock.sendall(f"X-Slow-{n}: 1\r\n".encode())
+    return False
+
+
+def test_a_kept_alive_connection_gets_the_same_deadline_for_its_next_head(
+    quick_web: ServerProcess,
+) -> None:
+    with connect(quick_web) as sock:
+        sock.sendall(b"GET /notes.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert recv_until(sock, b"plain notes").endswith(b"plain notes")
+        started = time.monotonic()
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        assert trickle_until_closed(sock, QUICK_REQUEST_TIMEOUT_S + SLACK_S)
+        assert time.monotonic() - started >= QUICK_REQUEST_TIMEOUT_S - 0.5
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(
+    quick_web: ServerProcess,
+) -> None:
+    with connect(quick_web) as sock:
+        sock.sendall(b"GET /notes.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        reply = parse(recv_until(sock, b"plain notes"))
+        assert "Connection" not in reply.headers  # kept alive
+        started = time.monotonic()
+        assert read_until_closed(sock, QUICK_KEEP_ALIVE_TIMEOUT_S + SLACK_S) == b""
+        assert time.monotonic() - started >= QUICK_KEEP_ALIVE_TIMEOUT_S - 0.5
+
+
+def test_a_response_the_client_stops_reading_is_dropped(
+    quick_web: ServerProcess, site: Site
 ) -> None:
     with (site.root / "huge.bin").open("wb") as huge:
         huge.truncate(HUGE_FILE_BYTES)
-    with connect(web) as sock:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(REPLY_TIMEOUT_S)
+        sock.connect(("127.0.0.1", quick_web.port))
+        sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        sock.recv(1024)  # the response has started; then nothing more is read
+        quick_web.wait_for_output(
+            r"client stopped reading", timeout_s=QUICK_REQUEST_TIMEOUT_S + SLACK_S + 5.0
+        )
+    assert fetch(quick_web, "/notes.txt").status == 200
+
+
+def test_client_that_vanishes_mid_download_logs_a_line_and_no_traceback(
+    own_web: ServerProcess, site: Site
+) -> None:
+    with (site.root / "huge.bin").open("wb") as huge:
+        huge.truncate(HUGE_FILE_BYTES)
+    with connect(own_web) as sock:
         sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
         sock.recv(65536)  # the response has started
         # Linger 0: close sends a reset, as a crashed client or a closed laptop lid would.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    web.wait_for_output(r"client disconnected")
-    assert fetch(web, "/notes.txt").status == 200
-    assert "Traceback" not in web.output()
+    own_web.wait_for_output(r"client disconnected")
+    assert fetch(own_web, "/notes.txt").status == 200
+    assert "Traceback" not in own_web.output()
 
 
-def test_each_request_is_logged_as_method_path_status(web: ServerProcess) -> None:
-    fetch(web, "/notes.txt")
-    fetch(web, "/missing.txt", method="HEAD")
-    web.wait_for_output(r"GET /notes\.txt 200")
-    web.wait_for_output(r"HEAD /missing\.txt 404")
+def test_each_request_is_logged_as_method_path_status(own_web: ServerProcess) -> None:
+    fetch(own_web, "/notes.txt")
+    fetch(own_web, "/missing.txt", method="HEAD")
+    own_web.wait_for_output(r"GET /notes\.txt 200")
+    own_web.wait_for_output(r"HEAD /missing\.txt 404")
 
 
-def test_control_characters_in_the_path_cannot_forge_log_lines(web: ServerProcess) -> None:
-    send_raw(web, b"GET /a\x1b[31mb HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    web.wait_for_output(r"/a\\x1b\[31mb 400")
-    assert "\x1b" not in web.output()
+def test_control_characters_in_the_path_cannot_forge_log_lines(own_web: ServerProcess) -> None:
+    send_raw(own_web, b"GET /a\x1b[31mb HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    own_web.wait_for_output(r"/a\\x1b\[31mb 400")
+    assert "\x1b" not in own_web.output()
 
 
-def test_connections_beyond_the_cap_are_closed_at_once(web: ServerProcess) -> None:
+# One client's share.
+
+
+def other_addresses(count: int) -> list[str]:
+    """`count` loopback addresses other than 127.0.0.1, for clients of separate machines."""
+    return [f"127.0.0.{n}" for n in range(2, 2 + count)]
+
+
+def test_connection_over_the_per_address_cap_gets_503_when_none_is_idle(
+    own_web: ServerProcess,
+) -> None:
     with contextlib.ExitStack() as stack:
-        idle = [stack.enter_context(connect(web)) for _ in range(WEB_MAX_CONNECTIONS)]
-        extra = stack.enter_context(connect(web))
+        for _ in range(WEB_MAX_CONNECTIONS_PER_ADDRESS):
+            stack.enter_context(connect_busy(own_web, OTHER_ADDRESS))
+        extra = stack.enter_context(connect_from(own_web, OTHER_ADDRESS))
+        reply = parse(read_until_closed(extra))
+        assert reply.status == 503
+        assert reply.headers["Connection"] == "close"
+        assert reply.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert fetch(own_web, "/notes.txt").status == 200  # another address is served meanwhile
+    own_web.wait_for_output(r"refused 127\.0\.0\.2: too many connections from this address")
+
+
+def test_connection_over_the_total_cap_gets_503_when_none_is_idle(own_web: ServerProcess) -> None:
+    per_address = WEB_MAX_CONNECTIONS_PER_ADDRESS
+    sources = other_addresses(-(-WEB_MAX_CONNECTIONS // per_address) + 1)
+    with contextlib.ExitStack() as stack:
+        for n in range(WEB_MAX_CONNECTIONS):
+            stack.enter_context(connect_busy(own_web, sources[n // per_address]))
+        extra = stack.enter_context(connect_from(own_web, sources[-1]))
+        reply = parse(read_until_closed(extra))
+        assert reply.status == 503
+        assert reply.headers["Connection"] == "close"
+    # Once the busy ones are gone their slots come back.
+    assert wait_for_status(own_web, "/notes.txt", 200)
+
+
+def test_at_the_total_cap_the_longest_idle_connection_makes_room(own_web: ServerProcess) -> None:
+    per_address = WEB_MAX_CONNECTIONS_PER_ADDRESS
+    sources = other_addresses(-(-WEB_MAX_CONNECTIONS // per_address))
+    with contextlib.ExitStack() as stack:
+        idle = [
+            stack.enter_context(connect_from(own_web, sources[n // per_address]))
+            for n in range(WEB_MAX_CONNECTIONS)
+        ]
+        assert fetch(own_web, "/notes.txt").status == 200
+        assert closed_by_server(idle[0], REPLY_TIMEOUT_S)  # the longest idle one
+        assert not closed_by_server(idle[-1], 0.2)  # and not the others
+
+
+def test_idle_connections_over_the_per_address_cap_close_that_address_s_oldest(
+    own_web: ServerProcess,
+) -> None:
+    with contextlib.ExitStack() as stack:
+        mine = stack.enter_context(connect_from(own_web, "127.0.0.3"))
+        idle = [
+            stack.enter_context(connect_from(own_web, OTHER_ADDRESS))
+            for _ in range(WEB_MAX_CONNECTIONS_PER_ADDRESS + 1)
+        ]
+        assert closed_by_server(idle[0], REPLY_TIMEOUT_S)
+        assert not closed_by_server(mine, 0.2)  # another address's idle connection stays
+        idle[-1].sendall(b"GET /notes.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert parse(recv_until(idle[-1], b"plain notes")).status == 200
+
+
+def test_200_idle_connections_from_one_address_lock_no_one_else_out(own_web: ServerProcess) -> None:
+    with contextlib.ExitStack() as stack:
+        idle = [stack.enter_context(connect_from(own_web, OTHER_ADDRESS)) for _ in range(200)]
+        assert wait_for_status(own_web, "/", 200)
+        # The address keeps its share and no more: all but that many were closed.
+        wait_until_closed_by_server(idle, len(idle) - WEB_MAX_CONNECTIONS_PER_ADDRESS)
+
+
+def test_out_of_descriptors_the_longest_idle_connection_makes_room(
+    start_server: StartServer, site: Site
+) -> None:
+    web = start_server(
+        "web", "--port", "0", "--ws-port", "9", "--root", str(site.root), open_files_limit=40
+    )
+    with contextlib.ExitStack() as stack:
+        # More idle connections than the process has descriptors, none over an address's cap.
+        per_address = WEB_MAX_CONNECTIONS_PER_ADDRESS - 1
+        for n in range(60):
+            stack.enter_context(connect_from(web, f"127.0.0.{2 + n // per_address}"))
         started = time.monotonic()
-        with contextlib.suppress(ConnectionResetError):
-            assert read_until_closed(extra) == b""
-        assert time.monotonic() - started < defaults.WEB_REQUEST_TIMEOUT_S / 2
-        assert len(idle) == WEB_MAX_CONNECTIONS
-    # Once the idle ones are gone their slots come back (threads notice the close promptly).
-    assert wait_for_status(web, "/notes.txt", 200)
+        assert fetch(web, "/notes.txt").status == 200
+        assert time.monotonic() - started < defaults.WEB_REQUEST_TIMEOUT_S / 2  # not a timeout
+
+
+def drop_what_arrived(sock: socket.socket) -> bool:
+    """Read and drop what a non-blocking socket has received; False once the server closed it."""
+    try:
+        while sock.recv(65536):
+            pass
+    except BlockingIOError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
+def wait_until_closed_by_server(socks: list[socket.socket], count: int) -> None:
+    deadline = time.monotonic() + REPLY_TIMEOUT_S
+    open_socks = set(socks)
+    while len(socks) - len(open_socks) < count and time.monotonic() < deadline:
+        readable, _, _ = select.select(list(open_socks), [], [], 0.5)
+        for sock in readable:
+            with contextlib.suppress(ConnectionError):
+                if sock.recv(65536):
+                    continue
+            open_socks.discard(sock)
+    assert len(socks) - len(open_socks) >= count
+
+
+def test_200_connections_drip_feeding_requests_lock_no_one_else_out(own_web: ServerProcess) -> None:
+    # Each sends a piece of a request every second, a whole keep-alive request every two:
+    # none of them is ever idle, and every request head arrives well within its deadline.
+    pieces = [b"GET / HTTP/1.1\r\n", b"Host: localhost\r\n\r\n"]
+    with contextlib.ExitStack() as stack:
+        drips = [stack.enter_context(connect_from(own_web, OTHER_ADDRESS)) for _ in range(200)]
+        for sock in drips:
+            sock.setblocking(False)
+        alive = set(drips)
+        for second in range(2 * len(pieces)):
+            round_ends = time.monotonic() + 1.0
+            for sock in list(alive):
+                if not drop_what_arrived(sock):
+                    alive.discard(sock)
+                    continue
+                with contextlib.suppress(BlockingIOError):
+                    try:
+                        sock.send(pieces[second % len(pieces)])
+                    except OSError:
+                        alive.discard(sock)
+            assert fetch(own_web, "/").status == 200
+            time.sleep(max(0.0, round_ends - time.monotonic()))  # the attacker's own pace
+        assert 0 < len(alive) <= WEB_MAX_CONNECTIONS_PER_ADDRESS
 
 
 def wait_for_status(server: ServerProcess, target: str, status: int) -> bool:
@@ -583,3 +889,70 @@ def test_any_address_host_takes_ipv4_and_ipv6_clients(
     )
     assert fetch(web, "/", host="::1").status == 200
     assert fetch(web, "/", host="127.0.0.1").status == 200
+    # An IPv4 client arrives as ::ffff:127.0.0.1; it is logged (and counted) as its IPv4 address.
+    web.wait_for_output(r"INFO 127\.0\.0\.1 GET / 200")
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("127.0.0.2", "127.0.0.2"),
+        ("::ffff:127.0.0.2", "127.0.0.2"),
+        ("::FFFF:7f00:2", "127.0.0.2"),
+        ("::1", "::1"),
+        ("2001:db8:0:0::1", "2001:db8::1"),
+    ],
+)
+def test_a_client_address_counts_as_its_ipv4_address_when_it_has_one(host: str, key: str) -> None:
+    assert address_key(host) == key
+
+
+# Stopping.
+
+STOP_TRIES = 20
+STOP_FILE_BYTES = 32 * 1024 * 1024
+OTHER_SIGNAL = {signal.SIGINT: signal.SIGTERM, signal.SIGTERM: signal.SIGINT}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_server_with_status_0_and_no_traceback_every_time(
+    site: Site, signum: signal.Signals
+) -> None:
+    # Ctrl-C on `make demo` sends SIGINT to the whole process group and demo forwards SIGTERM
+    # a moment later: so most tries send the other signal too, after a varying short gap.
+    with (site.root / "big.bin").open("wb") as big:
+        big.truncate(STOP_FILE_BYTES)
+    for attempt in range(STOP_TRIES):
+        server = start(["web", "--port", "0", "--ws-port", "9", "--root", str(site.root)])
+        try:
+            if attempt % 4 == 0:
+                # A download under way is finished, then the server stops.
+                assert stop_mid_download(server, signum) == STOP_FILE_BYTES
+            else:
+                with connect(server) as kept_alive:
+                    kept_alive.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                    recv_until(kept_alive, b"</title>")
+                    server.send_signal(signum)
+                    time.sleep(attempt % 4 * 0.004)  # the gap between the two, varied on purpose
+                    server.send_signal(OTHER_SIGNAL[signum])
+            status = server.proc.wait(STOP_TIMEOUT_S)
+        finally:
+            server.stop(signal.SIGKILL)
+        output = server.output()
+        assert status == 0, output
+        assert "Traceback" not in output
+        assert "Exception ignored" not in output
+
+
+def stop_mid_download(server: ServerProcess, signum: signal.Signals) -> int:
+    """Start a download, signal the server, read the rest: the body's size as received."""
+    with connect(server) as sock:
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = recv_until(sock, b"\r\n\r\n")
+        assert parse(head).headers["Content-Length"] == str(STOP_FILE_BYTES)
+        server.send_signal(signum)
+        size = len(head.partition(b"\r\n\r\n")[2])
+        buffer = bytearray(1024 * 1024)
+        while received := sock.recv_into(buffer):  # counted, not kept: it is large
+            size += received
+    return size
