@@ -128,6 +128,15 @@ def websocket_url(text: str) -> str:
     return url
 
 
+def origin_header(text: str) -> str:
+    """An Origin header value (`http://host:port`): visible ASCII, as an HTTP header must be."""
+    if not text or not all("!" <= char <= "~" for char in text):
+        raise argparse.ArgumentTypeError(
+            "an origin is visible ASCII without spaces, like http://school.example:8000"
+        )
+    return text
+
+
 def message_text(text: str) -> str:
     # An argument that is not valid UTF-8 reaches us with surrogate escapes, which cannot be
     # sent as text: replace them, like a terminal would show them.
@@ -185,7 +194,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"print binary messages in full hex, not only the first {BINARY_PREVIEW_BYTES} bytes",
     )
-    option("--origin", metavar="ORIGIN", help="send this Origin header, as a browser page would")
+    option(
+        "--origin",
+        type=origin_header,
+        metavar="ORIGIN",
+        help="send this Origin header, as a browser page would",
+    )
     option(
         "--insecure",
         action="store_true",

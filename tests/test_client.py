@@ -676,6 +676,15 @@ def test_a_bad_url_is_one_line_and_exit_2(url: str) -> None:
     assert "URL" in one_error_line(result.stderr)
 
 
+@pytest.mark.parametrize("origin", ["http://caf\udce9.example", "http://a b", ""])
+def test_an_origin_that_cannot_be_a_header_is_one_line_and_exit_2(
+    ws_server: ServerProcess, origin: str
+) -> None:
+    result = run_client(ws_server.url(), "--origin", origin)
+    assert result.returncode == 2
+    assert "origin" in one_error_line(result.stderr)
+
+
 def test_a_refused_upgrade_names_the_http_status(ws_server: ServerProcess) -> None:
     result = run_client(ws_server.url(), "--origin", "http://evil.example")
     assert result.returncode == 1
