@@ -86,7 +86,8 @@ class Demo:
                 self._start(child)
                 if self.phase is not Phase.RUNNING:
                     break  # that child could not be started: the demo is over
-            self.loop.run()
+            if self.live():  # (loop.stop() before loop.run() would not count)
+                self.loop.run()
         finally:
             self._kill_all()
             self.loop.close()

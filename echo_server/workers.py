@@ -341,7 +341,7 @@ def supervise(
             on_ready=ready,
         )
         if link is not None:
-            link.watch(supervisor.loop, supervisor.stop)
+            link.watch(supervisor.loop, supervisor.stop, "the parent process is gone")
         stopsignals.replay_when_running(supervisor.loop)
         return supervisor.run()
     finally:
@@ -381,10 +381,12 @@ def start_child(
 
 def add_control_option(parser: argparse.ArgumentParser) -> None:
     """The hidden `--control-fd` a parent gives its child (see `start_child`); no help shown."""
-    parser.add_argument(CONTROL_FD_OPTION, type=control_fd, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        CONTROL_FD_OPTION, type=control_socket_fd, default=None, help=argparse.SUPPRESS
+    )
 
 
-def control_fd(text: str) -> int:
+def control_socket_fd(text: str) -> int:
     """The argument type of `--control-fd`: an open socket, so that a stray use is a usage error."""
     try:
         fd = int(text, 10)
@@ -424,8 +426,13 @@ class ParentLink:
         with contextlib.suppress(OSError):
             self.control.send(READY)
 
-    def watch(self, loop: Loop, on_gone: Callable[[], None]) -> None:
-        """Call `on_gone` in `loop` when the parent's end closes (it sends nothing else)."""
+    def watch(
+        self, loop: Loop, on_gone: Callable[[], None], gone: str = "the parent process is gone"
+    ) -> None:
+        """Call `on_gone` in `loop` when the parent's end closes (it sends nothing else).
+
+        `gone` is the warning logged then, before ": stopping".
+        """
         self._loop = loop
 
         def on_control(mask: int) -> None:
@@ -437,7 +444,7 @@ class ParentLink:
             except OSError:
                 pass
             loop.forget(self.control)
-            log.warning("pid %d: the parent process is gone: stopping", os.getpid())
+            log.warning("%s: stopping", gone)
             on_gone()
 
         loop.set_interest(self.control, EVENT_READ, on_control)
@@ -449,7 +456,10 @@ class ParentLink:
 
 
 def follow_parent(
-    loop: Loop, control_fd: int | None, on_gone: Callable[[], None]
+    loop: Loop,
+    control_fd: int | None,
+    on_gone: Callable[[], None],
+    gone: str = "the parent process is gone",
 ) -> ParentLink | None:
     """For a child started by `start_child`, once it listens: say ready, stop when orphaned.
 
@@ -460,14 +470,15 @@ def follow_parent(
         return None
     link = ParentLink(control_fd)
     link.say_ready()
-    link.watch(loop, on_gone)
+    link.watch(loop, on_gone, gone)
     return link
 
 
 def run_worker(server: Server, index: int, control_fd: int) -> int:
     """Serve as worker `index`: say ready on the control socket, stop when the supervisor goes."""
     log.info("worker %d ready (pid %d)", index, os.getpid())  # before the supervisor's line
-    link = follow_parent(server.loop, control_fd, server.shutdown)
+    gone = f"worker {index}: the supervisor is gone"
+    link = follow_parent(server.loop, control_fd, server.shutdown, gone)
     try:
         return server.serve_forever_until_signalled()
     finally:
