@@ -457,6 +457,18 @@ def final_state(ws: ClientConnection) -> ConnectionClosed | None:
     return None
 
 
+def close_and_drain(ws: ClientConnection) -> ConnectionClosed | None:
+    """Close normally (1000) and return how it ended, reading and dropping what still arrives.
+
+    The server's answer to our close comes behind the messages it sent before it saw ours, and
+    websockets stops reading the socket while 16 messages wait unread: so they are read here,
+    while a thread of its own waits in close(), or a busy server's answer would only be read
+    after the close timeout, and a normal close would look like a lost connection.
+    """
+    threading.Thread(target=ws.close, name="closer", daemon=True).start()
+    return final_state(ws)
+
+
 def outcome(ws: ClientConnection) -> ConnectionClosed | None:
     """How the connection ended, once close() has returned (None: it has not ended)."""
     if ws.protocol.state is State.CLOSED:
@@ -498,8 +510,7 @@ def receive_until_done(
             received += 1
     except ConnectionClosed as closed:
         return closed
-    ws.close()
-    return final_state(ws)
+    return close_and_drain(ws)
 
 
 def converse(
@@ -599,7 +610,7 @@ class Session:
                 closed = converse(ws, args, self.deadline, self)
             except OutputError as failed:
                 output_error = failed.error
-                ws.close()
+                close_and_drain(ws)
                 self._finish(lambda: self._report_output_error(output_error))
                 return
         self._finish(lambda: report_end(closed, self.out))

@@ -537,6 +537,15 @@ def test_a_malformed_frame_from_the_server_is_one_error_line(frame: bytes, named
     assert named in one_error_line(result.stderr)
 
 
+def test_count_ends_with_a_normal_close_also_when_the_server_sends_without_pause() -> None:
+    # The server's answer to our close comes behind a queue of messages that must be read.
+    with scripted_server(flood) as url:
+        result = run_client(url, "--count", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "message 0\nmessage 1\nmessage 2\n"
+    assert "closed: 1000" in result.stderr
+
+
 def test_a_message_over_the_size_limit_is_one_error_line_with_1009() -> None:
     too_big = "x" * (1024 * 1024 + 1)
     with scripted_server(send_then_wait_for_close(too_big)) as url:
@@ -549,7 +558,7 @@ def test_a_message_over_the_size_limit_is_one_error_line_with_1009() -> None:
 def test_output_to_a_closed_pipe_ends_quietly_with_status_0() -> None:
     with scripted_server(flood) as url:
         client = subprocess.Popen(
-            [*CLIENT, url, "--quiet"],
+            [*CLIENT, url, "--quiet", "--keep-open"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
