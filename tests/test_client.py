@@ -509,6 +509,18 @@ def test_a_close_with_an_error_code_exits_1_with_one_line() -> None:
     assert "it broke" in line
 
 
+def test_a_close_reason_cannot_move_the_cursor_or_add_lines() -> None:
+    def hostile(ws: ServerConnection) -> None:
+        ws.close(4000, "\x1b[2J\ncleared")
+
+    with scripted_server(hostile) as url:
+        result = run_client(url, "--quiet", "--count", "1")
+    assert result.returncode == 1
+    assert "4000" in one_error_line(result.stderr)
+    assert "\\x1b[2J\\ncleared" in result.stderr
+    assert "\x1b" not in result.stderr
+
+
 def test_the_server_vanishing_without_a_close_frame_exits_1() -> None:
     def vanishing(ws: ServerConnection) -> None:
         ws.socket.shutdown(socket.SHUT_RDWR)
