@@ -85,3 +85,16 @@ def existing_dir(text: str) -> Path:
     if not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
     return Path(text)
+
+
+def header_token(text: str) -> str:
+    """A secret sent in an HTTP header (`Authorization: Bearer ...`): visible ASCII, no spaces.
+
+    Anything else could never match what a client sends, so it is refused at start. The token
+    is not quoted in the error: it is a secret.
+    """
+    if not text or not all("!" <= char <= "~" for char in text):
+        raise argparse.ArgumentTypeError(
+            "the token must be visible ASCII characters, no spaces (it travels in an HTTP header)"
+        )
+    return text

@@ -9,18 +9,18 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from echo_server import client, defaults, netinfo, redisbus, workers
+from echo_server import client, defaults, demo, netinfo, redisbus, stopsignals, workers
 from echo_server.arguments import (
     OneLineParser,
     byte_size,
     existing_dir,
     existing_file,
+    header_token,
     port_number,
     positive_int,
     rate,
@@ -125,6 +125,7 @@ def add_ws_options(parser: argparse.ArgumentParser) -> None:
     )
     option(
         "--notify-token",
+        type=header_token,
         metavar="TOKEN",
         help="let other machines POST /notify with 'Authorization: Bearer TOKEN'",
     )
@@ -195,6 +196,7 @@ def build_parser() -> OneLineParser:
 
     web = commands.add_parser("web", help="run the page server")
     add_bind_options(web, defaults.WEB_PORT, "page")
+    workers.add_control_option(web)  # given by `demo`; run_web: workers.follow_parent(...)
     web.add_argument(
         "--ws-port",
         type=port_number,
@@ -267,20 +269,25 @@ def run_ws(args: argparse.Namespace, argv: Sequence[str]) -> int:
         note = f"{args.workers} workers"
         if settings.certfile and settings.keyfile:
             make_tls_context(settings.certfile, settings.keyfile)  # a bad key: one error, here
+        worker_argv = workers.without_control_option(argv)
         return workers.supervise(
             settings.host,
             settings.port,
             count=args.workers,
-            command=[sys.executable, "-m", "echo_server", *argv, "--host", settings.host],
+            command=[sys.executable, "-m", "echo_server", *worker_argv, "--host", settings.host],
             stop_timeout_s=settings.close_timeout_s,
             on_ready=lambda port: announce(
                 "WebSocket server", scheme, settings.host, port, args.lan, note=note
             ),
+            control_fd=args.control_fd,
         )
     server = Server(settings)
+    # A Ctrl-C during start-up was recorded (see stopsignals.py): it stops the server now.
+    stopsignals.replay_when_running(server.loop)
     if args.worker_index is not None:
         return workers.run_worker(server, args.worker_index, args.control_fd)
     announce("WebSocket server", scheme, settings.host, server.port, args.lan)
+    workers.follow_parent(server.loop, args.control_fd, server.shutdown)  # under `demo`
     return server.serve_forever_until_signalled()
 
 
@@ -309,34 +316,20 @@ def run_web(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """Run `ws` and `web` as two child processes; stop both on SIGINT or SIGTERM."""
+    """Run `ws` and `web` as two child processes, started and stopped together (see demo.py)."""
     ws_argv = ["ws", "--port", str(args.ws_port), *ws_passthrough(argv)]
     web_argv = ["web", "--port", str(args.port), "--ws-port", str(args.ws_port)]
     shared = ["--log-level", args.log_level]
     shared += ["--lan"] if args.lan else []
     shared += ["--host", args.host] if args.host else []
-    ws_argv += shared
-    web_argv += shared
+    python = [sys.executable, "-m", "echo_server"]
     children = [
-        subprocess.Popen([sys.executable, "-m", "echo_server", *cmd]) for cmd in (ws_argv, web_argv)
+        ("WebSocket server", [*python, *ws_argv, *shared]),
+        ("page server", [*python, *web_argv, *shared]),
     ]
-    stopping = False
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    statuses = [child.wait() for child in children]
-    if not stopping:
-        forward(signal.SIGTERM, None)
-        print(f"{PROG} demo: a server stopped (exit status {statuses}); stopping", file=sys.stderr)
-        return 1
-    return 0 if all(status == 0 for status in statuses) else 1
+    # The ws child's own stop (with --workers, its supervisor's margin too) must run out first.
+    stop_timeout_s = args.close_timeout + 2 * defaults.WORKER_STOP_MARGIN_S
+    return demo.Demo(children, stop_timeout_s=stop_timeout_s).run()
 
 
 WS_PASSTHROUGH = (
@@ -376,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("ws", "demo") and bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
-    if args.command == "ws" and (args.worker_index is None) != (args.control_fd is None):
-        parser.error("--worker-index and --control-fd are for the --workers supervisor only")
+    if args.command == "ws" and args.worker_index is not None and args.control_fd is None:
+        parser.error("--worker-index is for the --workers supervisor only")
     if args.command == "demo" and args.ws_port == 0:
         parser.error("demo needs a fixed --ws-port to tell the page (0 is not one)")
     logging.basicConfig(
@@ -397,5 +390,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A port in use or an address we cannot bind: a clear line, not a traceback.
         print(f"{PROG} {args.command}: error: {error.strerror or error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 0
+    # No `except KeyboardInterrupt`: there is none. `python -m echo_server` records SIGINT
+    # from its first line on, and each command's loop turns it into a callback.

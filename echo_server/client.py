@@ -8,24 +8,38 @@ module only decides what to send, what to print, when to stop and which exit sta
 It is not a load generator, a protocol tester (it never sends a malformed frame) or a library:
 scripts that need a WebSocket connection should use `websockets` itself.
 
-Two threads: the main thread receives and prints, and owns every decision to stop (count,
-timeout, Ctrl-C); a daemon thread reads stdin and sends. The stdin thread reads the file
-descriptor with os.read, never through `sys.stdin`, so that exiting while it waits for a line
-cannot deadlock on the buffered reader's lock at interpreter shutdown.
+Threads, and why. Ctrl-C must work at any moment, also while websockets holds its locks, and
+Python runs signal handlers in the main thread only, wherever it is. So the main thread never
+calls into websockets: it only waits, in a `Loop`, for two kinds of event: the session is done
+(a byte on a socket pair), or SIGINT/SIGTERM (`Loop.on_signal`: a signal is an event handled
+between callbacks, never an exception). The session thread connects, sends --send messages,
+receives and prints, and reports how the connection ended; a daemon thread reads stdin and
+sends. On the first SIGINT or SIGTERM the main thread hands `close()` to a closer thread and
+waits (bounded) for the closing handshake: exit 130 for SIGINT, 143 for SIGTERM (128 + the
+signal, as a shell reports a command stopped by it; the close is still a normal 1000). While
+connecting there is nothing to close: it exits at once. A second signal exits at once.
+
+Nothing is written through `sys.stdin`, `sys.stdout` or `sys.stderr` after start: the threads
+use the descriptors (os.read, os.write), so a thread blocked on a pipe at exit holds no buffered
+stream's lock, which would make the interpreter abort instead of exiting.
 """
 
 from __future__ import annotations
 
 import argparse
 import codecs
-import io
+import contextlib
+import enum
 import ipaddress
 import json
 import os
+import signal
+import socket
 import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from websockets.exceptions import (
@@ -36,22 +50,28 @@ from websockets.exceptions import (
     InvalidStatus,
     InvalidURI,
 )
+from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
-from echo_server import defaults
+from echo_server import defaults, stopsignals
 from echo_server.arguments import positive_int, seconds
+from echo_server.loop import EVENT_READ, Loop
 
 PROG = "echo-server client"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+# 128 + the signal, what a shell reports for a command stopped by it: 130 for Ctrl-C.
+EXIT_SIGNALLED_BASE = 128
 
 BINARY_PREVIEW_BYTES = 32
-# The descriptor, not sys.stdin: sys.stdin is None when the process starts with fd 0 closed.
+# The descriptors, not sys.stdin and the others: those are None when the process starts with
+# the descriptor closed, and their locks must never be held by a thread at exit (see above).
 STDIN_FD = 0
+STDOUT_FD = 1
+STDERR_FD = 2
 STDIN_READ_BYTES = 64 * 1024
 # What the server may put in the body of a refused upgrade that we quote in our one-line error.
 REFUSAL_BODY_MAX_CHARS = 200
@@ -87,7 +107,8 @@ exit status:
   0  a normal close: ours (end of input, --count, --timeout) or the server's (1000, 1001)
   1  the connection could not be opened, or ended abnormally (one line on stderr says why)
   2  a bad option or URL
-  130  Ctrl-C (the connection is closed normally first)
+  130  Ctrl-C (the connection is closed normally first; a second Ctrl-C exits at once)
+  143  SIGTERM (likewise)
 
 proxies: http_proxy, https_proxy and no_proxy are honoured, except for 127.0.0.1, ::1, localhost."""
 
@@ -105,6 +126,15 @@ def websocket_url(text: str) -> str:
     except (InvalidURI, ValueError):
         raise argparse.ArgumentTypeError(f"not a ws:// or wss:// URL: {text!r}") from None
     return url
+
+
+def origin_header(text: str) -> str:
+    """An Origin header value (`http://host:port`): visible ASCII, as an HTTP header must be."""
+    if not text or not all("!" <= char <= "~" for char in text):
+        raise argparse.ArgumentTypeError(
+            "an origin is visible ASCII without spaces, like http://school.example:8000"
+        )
+    return text
 
 
 def message_text(text: str) -> str:
@@ -164,7 +194,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"print binary messages in full hex, not only the first {BINARY_PREVIEW_BYTES} bytes",
     )
-    option("--origin", metavar="ORIGIN", help="send this Origin header, as a browser page would")
+    option(
+        "--origin",
+        type=origin_header,
+        metavar="ORIGIN",
+        help="send this Origin header, as a browser page would",
+    )
     option(
         "--insecure",
         action="store_true",
@@ -191,11 +226,12 @@ def format_binary(data: bytes, full_hex: bool) -> str:
 def format_text(text: str, pretty_json: bool) -> str:
     if pretty_json:
         try:
-            value = json.loads(text)
-        except ValueError:
+            pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        except (ValueError, RecursionError):
+            # Not JSON; or JSON nested deeper than Python's recursion limit ("[[[[..."), or a
+            # number too long to convert: shown as it came, like any other text.
             pass
         else:
-            pretty = json.dumps(value, indent=2, ensure_ascii=False)
             # json.dumps escapes C0 controls inside strings already, not DEL or C1.
             return "\n".join(escape_controls(line) for line in pretty.split("\n"))
     return escape_controls(text)
@@ -338,19 +374,20 @@ def send_stdin_lines(ws: ClientConnection, fd: int, close_at_eof: bool) -> None:
         pass  # the main thread reports how the connection ended
 
 
-def ensure_stdin_fd() -> None:
-    """Put /dev/null on fd 0 if the process was started with it closed (`<&-`).
+def ensure_standard_fds() -> None:
+    """Put /dev/null on fds 0, 1 and 2 where the process was started with them closed (`<&-`).
 
-    Otherwise the connection's socket would be given fd 0, and the stdin thread would read the
-    server's bytes as if they were typed.
+    Otherwise the connection's socket could be given one of them: the stdin thread would read
+    the server's bytes as if they were typed, or messages would be written into the socket.
     """
-    try:
-        os.fstat(STDIN_FD)
-    except OSError:
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        if devnull != STDIN_FD:
-            os.dup2(devnull, STDIN_FD)
-            os.close(devnull)
+    for fd, mode in ((STDIN_FD, os.O_RDONLY), (STDOUT_FD, os.O_WRONLY), (STDERR_FD, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, mode)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
 
 
 def start_stdin_thread(ws: ClientConnection, close_at_eof: bool) -> None:
@@ -367,28 +404,46 @@ def start_stdin_thread(ws: ClientConnection, close_at_eof: bool) -> None:
 # Receiving, and ending.
 
 
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class Output:
-    """Messages on stdout, status lines and errors on stderr, each flushed at once."""
+    """Messages on stdout, status lines and errors on stderr, each line one unbuffered write.
+
+    Written to the descriptors, not through sys.stdout: the receiving thread may be blocked on
+    a full pipe when the main thread exits, and a buffered writer's lock held by a thread at
+    exit makes the interpreter abort instead of exiting. A message in a script the output's
+    encoding lacks is shown escaped rather than failing.
+    """
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
+        self.stdout_encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        self.stderr_encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
 
     def message(self, line: str) -> None:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        """Raises OSError when stdout cannot be written (BrokenPipeError: its reader is gone)."""
+        write_all(STDOUT_FD, (line + "\n").encode(self.stdout_encoding, "backslashreplace"))
 
     def status(self, line: str) -> None:
         if not self.quiet:
-            print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+            self._stderr(f"{PROG}: {line}")
 
     def error(self, line: str) -> None:
-        print(f"{PROG}: error: {line}", file=sys.stderr, flush=True)
+        self._stderr(f"{PROG}: error: {line}")
+
+    def _stderr(self, line: str) -> None:
+        with contextlib.suppress(OSError):  # stderr gone: nowhere left to say anything
+            write_all(STDERR_FD, (line + "\n").encode(self.stderr_encoding, "backslashreplace"))
 
 
 def final_state(ws: ClientConnection) -> ConnectionClosed | None:
     """Wait for the closing handshake to end and return its outcome (None: it never ended).
 
-    Messages still queued are read and dropped: we stopped on purpose (count, timeout, Ctrl-C).
+    Messages still queued are read and dropped: we stopped on purpose (count, timeout).
     recv() is what raises the outcome, once the connection is fully closed.
     """
     deadline = time.monotonic() + defaults.CLOSE_TIMEOUT_S + 1.0
@@ -402,8 +457,38 @@ def final_state(ws: ClientConnection) -> ConnectionClosed | None:
     return None
 
 
+def close_and_drain(ws: ClientConnection) -> ConnectionClosed | None:
+    """Close normally (1000) and return how it ended, reading and dropping what still arrives.
+
+    The server's answer to our close comes behind the messages it sent before it saw ours, and
+    websockets stops reading the socket while 16 messages wait unread: so they are read here,
+    while a thread of its own waits in close(), or a busy server's answer would only be read
+    after the close timeout, and a normal close would look like a lost connection.
+    """
+    threading.Thread(target=ws.close, name="closer", daemon=True).start()
+    return final_state(ws)
+
+
+def outcome(ws: ClientConnection) -> ConnectionClosed | None:
+    """How the connection ended, once close() has returned (None: it has not ended)."""
+    if ws.protocol.state is State.CLOSED:
+        return ws.protocol.close_exc
+    return None
+
+
+class OutputError(Exception):
+    """stdout could not be written: `error` is why (BrokenPipeError: nobody reads it)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 def receive_until_done(
-    ws: ClientConnection, args: argparse.Namespace, deadline: float | None, out: Output
+    ws: ClientConnection,
+    args: argparse.Namespace,
+    deadline: float | None,
+    session: Session,
 ) -> ConnectionClosed | None:
     """Print messages until --count, --timeout or the connection's end; close (1000) if ours."""
     received = 0
@@ -416,16 +501,20 @@ def receive_until_done(
                 message = ws.recv(timeout=remaining)
             except TimeoutError:
                 break
-            out.message(format_message(message, args))
+            if session.phase is not Phase.OPEN:
+                continue  # stopped by a signal: the rest is read and dropped, not printed
+            try:
+                session.out.message(format_message(message, args))
+            except OSError as error:
+                raise OutputError(error) from None
             received += 1
     except ConnectionClosed as closed:
         return closed
-    ws.close()
-    return final_state(ws)
+    return close_and_drain(ws)
 
 
 def converse(
-    ws: ClientConnection, args: argparse.Namespace, deadline: float | None, out: Output
+    ws: ClientConnection, args: argparse.Namespace, deadline: float | None, session: Session
 ) -> ConnectionClosed | None:
     """Send --send messages, start the stdin thread, receive; return how the connection ended."""
     try:
@@ -435,7 +524,7 @@ def converse(
         return closed
     has_end_condition = args.count is not None or args.timeout is not None
     start_stdin_thread(ws, close_at_eof=not (has_end_condition or args.keep_open))
-    return receive_until_done(ws, args, deadline, out)
+    return receive_until_done(ws, args, deadline, session)
 
 
 def report_end(closed: ConnectionClosed | None, out: Output) -> int:
@@ -449,48 +538,186 @@ def report_end(closed: ConnectionClosed | None, out: Output) -> int:
     return EXIT_FAILED
 
 
+class Phase(enum.Enum):
+    """Where the connection is; the session thread and the main thread change it under a lock."""
+
+    CONNECTING = enum.auto()
+    OPEN = enum.auto()
+    STOPPING = enum.auto()  # a stop signal came: the main thread's closer owns the end now
+    FINISHED = enum.auto()  # the session ended on its own and reported how
+
+
+class Session:
+    """One connection, from connect to the last status line, run in the session thread.
+
+    The main thread never calls into websockets while it waits; it only reads `phase`, and on
+    a stop signal calls `stop()`, which hands the close to a thread of its own.
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, out: Output, deadline: float | None, open_timeout_s: float
+    ) -> None:
+        self.args = args
+        self.out = out
+        self.deadline = deadline
+        self.open_timeout_s = open_timeout_s
+        self.lock = threading.Lock()
+        self.phase = Phase.CONNECTING
+        self.ws: ClientConnection | None = None
+        self.status = EXIT_FAILED
+        # Readable once the session has ended and said so: what the main thread waits for.
+        self.done, self._done_writer = socket.socketpair()
+
+    def run(self) -> None:
+        """The session thread: connect, converse, report the end, then say done."""
+        try:
+            self._run()
+        except Exception as error:
+            # A bug, or a failure not foreseen: one line, and the main thread is not left
+            # waiting for a done that would never come.
+            message = f"{type(error).__name__}: {escape_controls(str(error))}"
+            self._finish(lambda: self._report_unexpected(message))
+
+    def _report_unexpected(self, message: str) -> int:
+        self.out.error(message)
+        return EXIT_FAILED
+
+    def _run(self) -> None:
+        args = self.args
+        try:
+            ws = open_connection(args, self.open_timeout_s)
+        except Exception as error:  # every way to fail is one line, never a traceback
+            failure = describe_open_error(error, args.url, self.open_timeout_s)
+
+            def report_failure() -> int:
+                self.out.error(f"cannot connect to {args.url}: {failure.reason}")
+                return failure.status
+
+            self._finish(report_failure)
+            return
+        with self.lock:
+            stopped_while_connecting = self.phase is Phase.STOPPING
+            if not stopped_while_connecting:
+                self.ws = ws
+                self.phase = Phase.OPEN
+        if stopped_while_connecting:
+            ws.close()  # the main thread is exiting already; be polite if there is time
+            return
+        hint = "; type lines to send, Ctrl-D to close" if os.isatty(STDIN_FD) else ""
+        self.out.status(f"connected to {args.url}{hint}")
+        with ws:
+            try:
+                closed = converse(ws, args, self.deadline, self)
+            except OutputError as failed:
+                output_error = failed.error
+                close_and_drain(ws)
+                self._finish(lambda: self._report_output_error(output_error))
+                return
+        self._finish(lambda: report_end(closed, self.out))
+
+    def _report_output_error(self, error: OSError) -> int:
+        if isinstance(error, BrokenPipeError):
+            return EXIT_OK  # whoever read stdout is gone (`| head -1`): nobody left to print for
+        self.out.error(f"cannot write to stdout: {error.strerror or error}")
+        return EXIT_FAILED
+
+    def _finish(self, report: Callable[[], int]) -> None:
+        """Report the end (`report` prints and returns the status) and say done, unless a stop
+        signal took the end over."""
+        with self.lock:
+            if self.phase is Phase.STOPPING:
+                return
+            self.phase = Phase.FINISHED
+            self.status = report()
+        self._say_done()
+
+    def _say_done(self) -> None:
+        with contextlib.suppress(OSError):
+            self._done_writer.send(b"x")
+
+    def stop(self) -> bool:
+        """On a stop signal (main thread): close normally, in a closer thread; then say done.
+
+        Returns whether done is still to come: False while connecting (the attempt is abandoned
+        and nothing is left to close).
+        """
+        with self.lock:
+            phase = self.phase
+            if phase in (Phase.CONNECTING, Phase.OPEN):
+                self.phase = Phase.STOPPING
+        if phase is not Phase.OPEN:
+            return phase is Phase.FINISHED
+        threading.Thread(target=self._close, name="closer", daemon=True).start()
+        return True
+
+    def _close(self) -> None:
+        assert self.ws is not None
+        self.ws.close()
+        report_end(outcome(self.ws), self.out)
+        self._say_done()
+
+
+class Waiter:
+    """The main thread: wait for the session's end or a signal, in a Loop; never inside a lock.
+
+    SIGINT and SIGTERM are events (Loop.on_signal), handled here between callbacks. The first
+    closes the connection normally and exits 130 (SIGINT) or 143 (SIGTERM) once the close is
+    done, or CLOSE_TIMEOUT_S + 1 s later; a second one exits at once.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.loop = Loop()
+        self.stop_signal: int | None = None
+        self.status = EXIT_FAILED
+
+    def run(self) -> int:
+        self.loop.on_signal(signal.SIGINT, lambda: self._on_signal(signal.SIGINT))
+        self.loop.on_signal(signal.SIGTERM, lambda: self._on_signal(signal.SIGTERM))
+        self.loop.set_interest(self.session.done, EVENT_READ, self._on_done)
+        stopsignals.replay_when_running(self.loop)  # a Ctrl-C during start-up
+        threading.Thread(target=self.session.run, name="session", daemon=True).start()
+        try:
+            self.loop.run()
+        finally:
+            self.loop.close()
+            stopsignals.record()  # a Ctrl-C while the interpreter exits changes nothing
+        return self.status
+
+    def _on_done(self, mask: int) -> None:
+        self.status = self.session.status if self.stop_signal is None else self._signalled()
+        self.loop.stop()
+
+    def _signalled(self) -> int:
+        assert self.stop_signal is not None
+        return EXIT_SIGNALLED_BASE + self.stop_signal
+
+    def _on_signal(self, signum: int) -> None:
+        if self.stop_signal is not None:  # a second Ctrl-C: the user wants out now
+            self.status = self._signalled()
+            self.loop.stop()
+            return
+        self.stop_signal = signum
+        self.session.out.status("interrupted" if signum == signal.SIGINT else "terminated")
+        if self.session.stop():
+            self.loop.call_later(defaults.CLOSE_TIMEOUT_S + 1.0, self._close_timed_out)
+        else:
+            self.status = self._signalled()
+            self.loop.stop()
+
+    def _close_timed_out(self) -> None:
+        self.session.out.error("the closing handshake did not finish in time")
+        self.status = self._signalled()
+        self.loop.stop()
+
+
 def run(args: argparse.Namespace) -> int:
     """Connect to args.url and converse until done; return the exit status (see EPILOG)."""
+    ensure_standard_fds()
     out = Output(args.quiet)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        # A message in a script the terminal's encoding lacks shows escaped instead of failing.
-        sys.stdout.reconfigure(errors="backslashreplace")
-    ensure_stdin_fd()
     started = time.monotonic()
     deadline = None if args.timeout is None else started + args.timeout
     open_timeout_s = defaults.HANDSHAKE_TIMEOUT_S
     if args.timeout is not None:
         open_timeout_s = min(open_timeout_s, args.timeout)
-
-    try:
-        try:
-            ws = open_connection(args, open_timeout_s)
-        except Exception as error:  # every way to fail is one line, never a traceback
-            failure = describe_open_error(error, args.url, open_timeout_s)
-            out.error(f"cannot connect to {args.url}: {failure.reason}")
-            return failure.status
-        hint = "; type lines to send, Ctrl-D to close" if os.isatty(STDIN_FD) else ""
-        out.status(f"connected to {args.url}{hint}")
-        with ws:
-            try:
-                closed = converse(ws, args, deadline, out)
-            except KeyboardInterrupt:
-                out.status("interrupted")
-                ws.close()
-                report_end(final_state(ws), out)
-                return EXIT_INTERRUPTED
-            except BrokenPipeError:
-                # Whoever read stdout is gone (`| head -1`): nobody left to print for.
-                silence_stdout()
-                ws.close()
-                return EXIT_OK
-        return report_end(closed, out)
-    except KeyboardInterrupt:  # while connecting, or a second Ctrl-C while closing
-        return EXIT_INTERRUPTED
-
-
-def silence_stdout() -> None:
-    # Python flushes stdout at exit; into a closed pipe that would print an error of its own.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+    return Waiter(Session(args, out, deadline, open_timeout_s)).run()

@@ -12,7 +12,9 @@ for every worker's graceful 1001 close, and exits 0.
 How the two sides talk: each worker gets one end of a socket pair (`--control-fd`). The worker
 writes `ready` on it once it listens; the supervisor writes nothing, so the worker's end becomes
 readable only when the supervisor is gone (even killed with SIGKILL), and the worker then stops
-gracefully instead of serving on as an orphan.
+gracefully instead of serving on as an orphan. The same link serves any parent and child:
+`start_child` is the parent's side, `follow_parent` the child's (`demo` uses both for its two
+servers, and a `ws --workers N` supervisor started by `demo` follows `demo` the same way).
 
 What it is not: a load balancer (the kernel spreads connections, by a hash of their addresses,
 not by load) nor a way to share state. Each worker has its own chat, tick and statistics: a
@@ -30,12 +32,13 @@ import logging
 import os
 import signal
 import socket
+import stat
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from echo_server import defaults
+from echo_server import defaults, stopsignals
 from echo_server.loop import EVENT_READ, Loop, Timer
 from echo_server.server import bound_socket
 
@@ -67,7 +70,7 @@ def worker_count(text: str) -> int:
 def add_worker_options(parser: argparse.ArgumentParser) -> None:
     """The hidden options the supervisor gives each worker (not for people: no help shown)."""
     parser.add_argument(WORKER_INDEX_OPTION, type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument(CONTROL_FD_OPTION, type=int, default=None, help=argparse.SUPPRESS)
+    add_control_option(parser)
 
 
 # The supervisor's side.
@@ -164,22 +167,12 @@ class Supervisor:
         return [slot for slot in self.slots if slot.process is not None]
 
     def _spawn(self, slot: Slot) -> None:
-        ours, theirs = socket.socketpair()
-        try:
-            command = [
-                *self.command,
-                *("--port", str(self.port), "--workers", str(len(self.slots))),
-                *(WORKER_INDEX_OPTION, str(slot.index), CONTROL_FD_OPTION, str(theirs.fileno())),
-            ]
-            slot.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),)
-            )
-        except OSError:
-            ours.close()
-            raise
-        finally:
-            theirs.close()  # the worker has its copy; ours must go, or its EOF would never come
-        ours.setblocking(False)
+        command = [
+            *self.command,
+            *("--port", str(self.port), "--workers", str(len(self.slots))),
+            *(WORKER_INDEX_OPTION, str(slot.index)),
+        ]
+        slot.process, ours = start_child(command)
         slot.control = ours
         slot.ready = False
         self.loop.set_interest(ours, EVENT_READ, lambda mask: self._on_control(slot))
@@ -323,47 +316,171 @@ def supervise(
     command: Sequence[str],
     stop_timeout_s: float,
     on_ready: Callable[[int], None],
+    control_fd: int | None = None,
 ) -> int:
-    """Run `count` workers of `command` on (host, port); `on_ready(port)` once all listen."""
+    """Run `count` workers of `command` on (host, port); `on_ready(port)` once all listen.
+
+    `control_fd`: this supervisor's own link to a parent (`demo`), told `ready` once every
+    worker listens; the supervisor stops its workers when that parent is gone.
+    """
     reservation = reserve_port(host, port)
+    link = None if control_fd is None else ParentLink(control_fd)
     try:
         actual_port: int = reservation.getsockname()[1]
+
+        def ready() -> None:
+            on_ready(actual_port)
+            if link is not None:
+                link.say_ready()
+
         supervisor = Supervisor(
             command,
             actual_port,
             count,
             stop_timeout_s=stop_timeout_s + defaults.WORKER_STOP_MARGIN_S,
-            on_ready=lambda: on_ready(actual_port),
+            on_ready=ready,
         )
+        if link is not None:
+            link.watch(supervisor.loop, supervisor.stop, "the parent process is gone")
+        stopsignals.replay_when_running(supervisor.loop)
         return supervisor.run()
     finally:
+        if link is not None:
+            link.close()
         reservation.close()
 
 
-# The worker's side.
+def start_child(
+    command: Sequence[str], *, own_process_group: bool = False
+) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Start `command` with `--control-fd N` added; return it and our end of its link.
+
+    Keep our end open while the child should run: it closes when this process ends, however it
+    ends, and the child's `follow_parent` then stops it. `own_process_group`: a terminal's
+    Ctrl-C then reaches only this process, which decides how to stop the child.
+    """
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            [*command, CONTROL_FD_OPTION, str(theirs.fileno())],
+            stdin=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            process_group=0 if own_process_group else None,
+        )
+    except OSError:
+        ours.close()
+        raise
+    finally:
+        theirs.close()  # the child has its copy; ours must go, or its EOF would never come
+    ours.setblocking(False)
+    return process, ours
+
+
+# The child's side (a worker, or a server started by `demo`).
+
+
+def add_control_option(parser: argparse.ArgumentParser) -> None:
+    """The hidden `--control-fd` a parent gives its child (see `start_child`); no help shown."""
+    parser.add_argument(
+        CONTROL_FD_OPTION, type=control_socket_fd, default=None, help=argparse.SUPPRESS
+    )
+
+
+def control_socket_fd(text: str) -> int:
+    """The argument type of `--control-fd`: an open socket, so that a stray use is a usage error."""
+    try:
+        fd = int(text, 10)
+        is_socket = stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except (ValueError, OSError, OverflowError):
+        is_socket = False
+    if not is_socket:
+        raise argparse.ArgumentTypeError(f"not a control socket: {text!r}")
+    return fd
+
+
+def without_control_option(argv: Sequence[str]) -> list[str]:
+    """`argv` less `--control-fd N`: what a supervisor passes on to its own workers."""
+    kept: list[str] = []
+    skip_value = False
+    for item in argv:
+        if skip_value:
+            skip_value = False
+        elif item == CONTROL_FD_OPTION:
+            skip_value = True
+        elif not item.startswith(CONTROL_FD_OPTION + "="):
+            kept.append(item)
+    return kept
+
+
+class ParentLink:
+    """The child's end of the link: say `ready` once, and learn when the parent is gone."""
+
+    def __init__(self, control_fd: int) -> None:
+        self.control = socket.socket(fileno=control_fd)
+        self.control.setblocking(False)
+        self._loop: Loop | None = None
+
+    def say_ready(self) -> None:
+        # Tiny, and the first thing ever written: it fits the empty buffer, so it never blocks.
+        # A parent already gone cannot read it; the EOF that watch() sees says so.
+        with contextlib.suppress(OSError):
+            self.control.send(READY)
+
+    def watch(
+        self, loop: Loop, on_gone: Callable[[], None], gone: str = "the parent process is gone"
+    ) -> None:
+        """Call `on_gone` in `loop` when the parent's end closes (it sends nothing else).
+
+        `gone` is the warning logged then, before ": stopping".
+        """
+        self._loop = loop
+
+        def on_control(mask: int) -> None:
+            try:
+                if self.control.recv(64):
+                    return  # the parent sends nothing today; ignore what a later one might
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
+            loop.forget(self.control)
+            log.warning("%s: stopping", gone)
+            on_gone()
+
+        loop.set_interest(self.control, EVENT_READ, on_control)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.forget(self.control)
+        self.control.close()
+
+
+def follow_parent(
+    loop: Loop,
+    control_fd: int | None,
+    on_gone: Callable[[], None],
+    gone: str = "the parent process is gone",
+) -> ParentLink | None:
+    """For a child started by `start_child`, once it listens: say ready, stop when orphaned.
+
+    `control_fd` is the parsed `--control-fd` (None: no parent asked, nothing to do). Call it
+    before running `loop`; `on_gone` should stop the server gracefully.
+    """
+    if control_fd is None:
+        return None
+    link = ParentLink(control_fd)
+    link.say_ready()
+    link.watch(loop, on_gone, gone)
+    return link
 
 
 def run_worker(server: Server, index: int, control_fd: int) -> int:
     """Serve as worker `index`: say ready on the control socket, stop when the supervisor goes."""
-    control = socket.socket(fileno=control_fd)
-
-    def on_control(mask: int) -> None:
-        try:
-            if control.recv(64):
-                return  # the supervisor sends nothing today; ignore what a later one might
-        except BlockingIOError:
-            return
-        except OSError:
-            pass
-        server.loop.forget(control)
-        log.warning("worker %d: the supervisor is gone: stopping", index)
-        server.shutdown()
-
+    log.info("worker %d ready (pid %d)", index, os.getpid())  # before the supervisor's line
+    gone = f"worker {index}: the supervisor is gone"
+    link = follow_parent(server.loop, control_fd, server.shutdown, gone)
     try:
-        log.info("worker %d ready (pid %d)", index, os.getpid())  # before the supervisor's line
-        control.sendall(READY)
-        control.setblocking(False)
-        server.loop.set_interest(control, EVENT_READ, on_control)
         return server.serve_forever_until_signalled()
     finally:
-        control.close()
+        if link is not None:
+            link.close()

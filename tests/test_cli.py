@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import StartServer
-from support import port_is_free, run_cli
+from support import REPO, port_is_free, run_cli, wait_until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -49,6 +50,9 @@ def echo_once(url: str) -> str:
         ["web", "--keep-alive-timeout", "soon"],
         ["web", "--max-connections-per-address", "0"],
         ["demo", "--ws-port", "x"],
+        ["ws", "--notify-token", "caf\udce9"],  # not UTF-8: `--notify-token $'caf\xe9'`
+        ["ws", "--notify-token", "two words"],  # no client could send it in a header
+        ["demo", "--notify-token", "caf\u00e9"],
         ["launch"],
         [],
     ],
@@ -128,3 +132,32 @@ def test_demo_runs_both_servers_and_stops_cleanly(
     assert "Traceback" not in demo.output()
     assert port_is_free(web_port)
     assert port_is_free(ws_port)
+
+
+def test_ctrl_c_during_start_up_stops_ws_with_status_0_and_no_traceback(tmp_path: Path) -> None:
+    # `-X importtime` reports each import as it ends: the Ctrl-C comes while `ws` still imports
+    # (after `python -m echo_server`'s first line, which makes SIGINT an event).
+    log = tmp_path / "ws.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "echo_server", "ws", "--port", "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+    try:
+        wait_until(
+            lambda: (
+                re.search(r"\|\s+websockets\.version$", log.read_text(), re.MULTILINE) is not None
+            ),
+            30,
+            "websockets is imported",
+        )
+        server.send_signal(signal.SIGINT)
+        assert server.wait(30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait()
+    assert "Traceback" not in log.read_text()

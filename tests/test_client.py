@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,13 +21,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from conftest import StartServer
-from support import REPO, ServerProcess, wait_until
+from support import REPO, ServerProcess, recv_until, wait_until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
+from websockets.utils import accept_key
 
 CLIENT = (sys.executable, "-m", "echo_server", "client")
 RUN_TIMEOUT_S = 30.0
@@ -34,6 +37,10 @@ REPLY_TIMEOUT_S = 10.0
 # What a close or an exit may take beyond the moment asked for, on a slow Raspberry Pi.
 SLACK_S = 5.0
 OPENSSL_TIMEOUT_S = 60.0  # generating an RSA key can take seconds on a Raspberry Pi
+# What the client may take from a stop signal to its exit: close handshake with a local server.
+SIGNAL_EXIT_S = 2.0
+SIGNAL_TRIES = 50
+SIGNAL_TRIES_AT_ONCE = 5
 
 
 def run_client(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -97,6 +104,64 @@ def scripted_server(handler: Callable[[ServerConnection], None]) -> Iterator[str
         finally:
             server.shutdown()
             thread.join(REPLY_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def raw_server(script: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A hand-made WebSocket server for one connection: the upgrade, then `script(socket)`.
+
+    For what a websockets server never does: a malformed close frame, a close never answered.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(RUN_TIMEOUT_S)
+
+    def serve_one() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                head = recv_until(conn, b"\r\n\r\n", REPLY_TIMEOUT_S)
+                found = re.search(rb"Sec-WebSocket-Key: *(\S+)", head, re.IGNORECASE)
+                assert found is not None, head
+                conn.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                    + accept_key(found[1].decode()).encode()
+                    + b"\r\n\r\n"
+                )
+                script(conn)
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes an accept() still waiting
+        listener.close()
+        thread.join(REPLY_TIMEOUT_S)
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked, final frame, as a server sends it."""
+    if len(payload) < 126:
+        return bytes([0x80 | opcode, len(payload)]) + payload
+    return bytes([0x80 | opcode, 126]) + len(payload).to_bytes(2, "big") + payload
+
+
+def send_raw_then_wait_for_close(frame: bytes) -> Callable[[socket.socket], None]:
+    def script(conn: socket.socket) -> None:
+        conn.sendall(frame)
+        with contextlib.suppress(OSError):
+            conn.recv(65536)  # the client's close frame; then the TCP connection ends
+
+    return script
+
+
+def without_import_times(stderr: str) -> str:
+    """stderr less the lines `python -X importtime` adds."""
+    return "".join(
+        line for line in stderr.splitlines(keepends=True) if not line.startswith("import time:")
+    )
 
 
 def send_then_wait_for_close(*messages: str | bytes) -> Callable[[ServerConnection], None]:
@@ -302,6 +367,136 @@ def test_ctrl_c_closes_normally_and_exits_130(ws_server: ServerProcess, tmp_path
     assert "Traceback" not in stderr
 
 
+def flood(ws: ServerConnection) -> None:
+    """Send numbered messages without pause until the client closes."""
+    with contextlib.suppress(ConnectionClosed):
+        for number in range(10**9):
+            ws.send(f"message {number}")
+
+
+def interrupt_while_receiving(url: str, tmp_path: Path, signum: int) -> tuple[int, float, str]:
+    """Start a client, signal it once messages flow; return (status, seconds to exit, stderr)."""
+    with client_process(tmp_path, url) as client:
+        wait_until(
+            lambda: (tmp_path / "out").stat().st_size > 0, REPLY_TIMEOUT_S, "messages are printed"
+        )
+        client.send_signal(signum)
+        signalled = time.monotonic()
+        try:
+            status = client.wait(SIGNAL_EXIT_S)
+        except subprocess.TimeoutExpired:
+            status = -1
+        elapsed_s = time.monotonic() - signalled
+    return status, elapsed_s, (tmp_path / "err").read_text()
+
+
+def test_ctrl_c_while_receiving_closes_normally_and_exits_130_every_time(
+    tmp_path: Path,
+) -> None:
+    # KeyboardInterrupt used to be raised wherever the main thread was, inside websockets' locks
+    # too: now and then the client hung or printed a traceback.
+    def one_try(index: int) -> tuple[int, float, str]:
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        return interrupt_while_receiving(url, folder, signal.SIGINT)
+
+    with scripted_server(flood) as url, ThreadPoolExecutor(SIGNAL_TRIES_AT_ONCE) as pool:
+        outcomes = list(pool.map(one_try, range(SIGNAL_TRIES)))
+    failures = [
+        outcome
+        for outcome in outcomes
+        if outcome[0] != 130 or "closed: 1000" not in outcome[2] or "Traceback" in outcome[2]
+    ]
+    assert not failures, failures
+    # Status -1 above is a client still running after SIGNAL_EXIT_S: no separate time check.
+
+
+def test_sigterm_closes_normally_and_exits_143(tmp_path: Path) -> None:
+    with scripted_server(flood) as url:
+        status, _, stderr = interrupt_while_receiving(url, tmp_path, signal.SIGTERM)
+    assert status == 143, stderr
+    assert "closed: 1000" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_ctrl_c_while_connecting_exits_130_at_once(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        silent.settimeout(REPLY_TIMEOUT_S)
+        with client_process(tmp_path, f"ws://127.0.0.1:{silent.getsockname()[1]}/") as client:
+            accepted, _ = silent.accept()  # the client waits for an answer to its upgrade
+            with accepted:
+                client.send_signal(signal.SIGINT)
+                assert client.wait(SIGNAL_EXIT_S) == 130
+    stderr = (tmp_path / "err").read_text()
+    assert stderr == "echo-server client: interrupted\n"
+
+
+@pytest.mark.parametrize(
+    "imported",
+    ["websockets.version", "websockets.exceptions", "echo_server.client", "echo_server.cli"],
+)
+def test_ctrl_c_during_start_up_exits_130_without_a_traceback(
+    tmp_path: Path, imported: str
+) -> None:
+    # `-X importtime` reports each import as it ends: the signal comes during start-up, at a
+    # known place. (Before `python -m echo_server` runs its first line, the interpreter's own
+    # start-up is beyond our reach.) The server never answers, so that the client is still
+    # connecting, not finished, when the signal is handled.
+    err = tmp_path / "err"
+    silent = socket.create_server(("127.0.0.1", 0))
+    with err.open("w") as err_file:
+        client = subprocess.Popen(
+            [
+                *(sys.executable, "-X", "importtime", *CLIENT[1:]),
+                f"ws://127.0.0.1:{silent.getsockname()[1]}/",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err_file,
+            cwd=REPO,
+        )
+    try:
+        marker = re.compile(rf"\|\s+{re.escape(imported)}$", re.MULTILINE)
+        wait_until(
+            lambda: marker.search(err.read_text()) is not None,
+            RUN_TIMEOUT_S,
+            f"{imported} is imported",
+        )
+        client.send_signal(signal.SIGINT)
+        assert client.wait(RUN_TIMEOUT_S) == 130
+    finally:
+        if client.poll() is None:
+            client.kill()
+        client.wait()
+        silent.close()
+    assert without_import_times(err.read_text()) == "echo-server client: interrupted\n"
+
+
+def test_a_second_ctrl_c_exits_at_once_while_the_server_does_not_answer_the_close(
+    tmp_path: Path,
+) -> None:
+    hold = threading.Event()
+
+    def never_answers(conn: socket.socket) -> None:
+        hold.wait(RUN_TIMEOUT_S)  # reads nothing, so never answers the client's close
+
+    with raw_server(never_answers) as url, client_process(tmp_path, url) as client:
+        try:
+            wait_connected(client, tmp_path)
+            client.send_signal(signal.SIGINT)
+            wait_until(
+                lambda: "interrupted" in (tmp_path / "err").read_text(),
+                REPLY_TIMEOUT_S,
+                "the first Ctrl-C is seen",
+            )
+            assert client.poll() is None  # waiting for the close it will never get
+            client.send_signal(signal.SIGINT)
+            assert client.wait(SIGNAL_EXIT_S) == 130
+        finally:
+            hold.set()
+    assert "Traceback" not in (tmp_path / "err").read_text()
+
+
 def test_a_close_with_an_error_code_exits_1_with_one_line() -> None:
     def failing(ws: ServerConnection) -> None:
         ws.close(1011, "it broke")
@@ -314,6 +509,18 @@ def test_a_close_with_an_error_code_exits_1_with_one_line() -> None:
     assert "it broke" in line
 
 
+def test_a_close_reason_cannot_move_the_cursor_or_add_lines() -> None:
+    def hostile(ws: ServerConnection) -> None:
+        ws.close(4000, "\x1b[2J\ncleared")
+
+    with scripted_server(hostile) as url:
+        result = run_client(url, "--quiet", "--count", "1")
+    assert result.returncode == 1
+    assert "4000" in one_error_line(result.stderr)
+    assert "\\x1b[2J\\ncleared" in result.stderr
+    assert "\x1b" not in result.stderr
+
+
 def test_the_server_vanishing_without_a_close_frame_exits_1() -> None:
     def vanishing(ws: ServerConnection) -> None:
         ws.socket.shutdown(socket.SHUT_RDWR)
@@ -322,6 +529,83 @@ def test_the_server_vanishing_without_a_close_frame_exits_1() -> None:
         result = run_client(url, "--quiet", "--count", "1")
     assert result.returncode == 1
     assert "1006" in one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("frame", "named"),
+    [
+        (server_frame(0x8, (999).to_bytes(2, "big")), "1002"),  # a code no one may send
+        (server_frame(0x8, (1005).to_bytes(2, "big")), "1002"),  # reserved: never on the wire
+        (server_frame(0x8, b"\x03\xe8" + b"x" * 124), "1002"),  # a control frame over 125 bytes
+        (server_frame(0x8, b"\x03\xe8\xff"), "1007"),  # a reason that is not UTF-8
+        (server_frame(0x1, b"caf\xe9"), "1007"),  # a text message that is not UTF-8
+        (server_frame(0x3, b"x"), "1002"),  # a reserved opcode
+    ],
+)
+def test_a_malformed_frame_from_the_server_is_one_error_line(frame: bytes, named: str) -> None:
+    with raw_server(send_raw_then_wait_for_close(frame)) as url:
+        result = run_client(url, "--quiet", "--count", "1")
+    assert result.returncode == 1
+    assert named in one_error_line(result.stderr)
+
+
+def test_count_ends_with_a_normal_close_also_when_the_server_sends_without_pause() -> None:
+    # The server's answer to our close comes behind a queue of messages that must be read.
+    with scripted_server(flood) as url:
+        result = run_client(url, "--count", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "message 0\nmessage 1\nmessage 2\n"
+    assert "closed: 1000" in result.stderr
+
+
+def test_a_message_over_the_size_limit_is_one_error_line_with_1009() -> None:
+    too_big = "x" * (1024 * 1024 + 1)
+    with scripted_server(send_then_wait_for_close(too_big)) as url:
+        result = run_client(url, "--quiet", "--count", "1")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "1009" in one_error_line(result.stderr)
+
+
+def test_output_to_a_closed_pipe_ends_quietly_with_status_0() -> None:
+    with scripted_server(flood) as url:
+        client = subprocess.Popen(
+            [*CLIENT, url, "--quiet", "--keep-open"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
+        assert client.stdout is not None
+        assert client.stdout.readline() == b"message 0\n"
+        client.stdout.close()  # like `| head -1`
+        try:
+            assert client.wait(REPLY_TIMEOUT_S + SLACK_S) == 0
+        finally:
+            if client.poll() is None:
+                client.kill()
+            client.wait()
+        assert client.stderr is not None
+        stderr = client.stderr.read()
+        client.stderr.close()
+    assert stderr == b""
+
+
+def test_a_closed_stdout_loses_the_messages_not_the_exit_status(ws_server: ServerProcess) -> None:
+    # `>&-`: no fd 1 at all. The messages have nowhere to go; the connection must not be
+    # given fd 1 and written into.
+    closed_stdout = ("sh", "-c", 'exec "$@" >&-', "sh", *CLIENT)
+    result = subprocess.run(
+        [*closed_stdout, ws_server.url(), "--send", "lost", "--count", "1"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "closed: 1000" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # Display.
@@ -336,6 +620,15 @@ def test_json_messages_are_pretty_printed(ws_server: ServerProcess) -> None:
 def test_json_prints_text_that_is_not_json_as_is(ws_server: ServerProcess) -> None:
     result = run_client(ws_server.url(), "--json", "--send", "{not json", "--count", "1")
     assert result.stdout == "{not json\n"
+
+
+def test_json_prints_json_nested_too_deep_to_pretty_print_as_is() -> None:
+    nested = "[" * 100_000 + "]" * 100_000
+    with scripted_server(send_then_wait_for_close(nested)) as url:
+        result = run_client(url, "--json", "--count", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == nested + "\n"
+    assert "Traceback" not in result.stderr
 
 
 def test_a_newline_inside_a_text_message_is_escaped_so_one_message_is_one_line(
@@ -402,6 +695,15 @@ def test_a_bad_url_is_one_line_and_exit_2(url: str) -> None:
     result = run_client(url)
     assert result.returncode == 2
     assert "URL" in one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize("origin", ["http://caf\udce9.example", "http://a b", ""])
+def test_an_origin_that_cannot_be_a_header_is_one_line_and_exit_2(
+    ws_server: ServerProcess, origin: str
+) -> None:
+    result = run_client(ws_server.url(), "--origin", origin)
+    assert result.returncode == 2
+    assert "origin" in one_error_line(result.stderr)
 
 
 def test_a_refused_upgrade_names_the_http_status(ws_server: ServerProcess) -> None:
