@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 
-from echo_server import client, defaults, demo, netinfo, redisbus, stopsignals, workers
+from echo_server import client, defaults, demo, netinfo, redisbus, workers
 from echo_server.arguments import (
     OneLineParser,
     byte_size,
@@ -282,13 +280,12 @@ def run_ws(args: argparse.Namespace, argv: Sequence[str]) -> int:
             control_fd=args.control_fd,
         )
     server = Server(settings)
-    # A Ctrl-C during start-up was recorded (see stopsignals.py): it stops the server now.
-    stopsignals.replay_when_running(server.loop)
     if args.worker_index is not None:
         return workers.run_worker(server, args.worker_index, args.control_fd)
-    announce("WebSocket server", scheme, settings.host, server.port, args.lan)
     workers.follow_parent(server.loop, args.control_fd, server.shutdown)  # under `demo`
-    return server.serve_forever_until_signalled()
+    return server.serve_forever_until_signalled(
+        on_ready=lambda: announce("WebSocket server", scheme, settings.host, server.port, args.lan)
+    )
 
 
 def run_web(args: argparse.Namespace) -> int:
@@ -310,6 +307,7 @@ def run_web(args: argparse.Namespace) -> int:
     except BaseException:
         loop.close()
         raise
+    workers.follow_parent(loop, args.control_fd, server.shutdown)  # under `demo`
     return server.serve_until_signalled(
         on_ready=lambda: announce("page server", "http", bind_host(args), server.port, args.lan)
     )

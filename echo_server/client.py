@@ -55,7 +55,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
-from echo_server import defaults, stopsignals
+from echo_server import defaults
 from echo_server.arguments import positive_int, seconds
 from echo_server.loop import EVENT_READ, Loop
 
@@ -672,16 +672,12 @@ class Waiter:
         self.status = EXIT_FAILED
 
     def run(self) -> int:
-        self.loop.on_signal(signal.SIGINT, lambda: self._on_signal(signal.SIGINT))
-        self.loop.on_signal(signal.SIGTERM, lambda: self._on_signal(signal.SIGTERM))
         self.loop.set_interest(self.session.done, EVENT_READ, self._on_done)
-        stopsignals.replay_when_running(self.loop)  # a Ctrl-C during start-up
-        threading.Thread(target=self.session.run, name="session", daemon=True).start()
+        session = threading.Thread(target=self.session.run, name="session", daemon=True)
         try:
-            self.loop.run()
+            self.loop.run_until_signalled(self._on_signal, on_ready=session.start)
         finally:
             self.loop.close()
-            stopsignals.record()  # a Ctrl-C while the interpreter exits changes nothing
         return self.status
 
     def _on_done(self, mask: int) -> None:

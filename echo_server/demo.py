@@ -36,7 +36,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from echo_server import stopsignals, workers
+from echo_server import workers
 from echo_server.loop import Loop, Timer
 
 log = logging.getLogger(__name__)
@@ -78,23 +78,18 @@ class Demo:
         """Run until both children have exited; return the exit status."""
         # Handlers first: a child that dies at once, or an early Ctrl-C, must not be missed.
         self.loop.on_signal(signal.SIGCHLD, self._reap)
-        self.loop.on_signal(signal.SIGINT, self.stop)
-        self.loop.on_signal(signal.SIGTERM, self.stop)
-        stopsignals.replay_when_running(self.loop)
         try:
-            for child in self.children:
-                self._start(child)
-                if self.phase is not Phase.RUNNING:
-                    break  # that child could not be started: the demo is over
-            if self.live():  # (loop.stop() before loop.run() would not count)
-                self.loop.run()
+            self.loop.run_until_signalled(lambda signum: self.stop(), on_ready=self._start_all)
         finally:
             self._kill_all()
             self.loop.close()
-            # Loop.close() restored the default handlers: a late Ctrl-C while the interpreter
-            # exits must not become a KeyboardInterrupt either.
-            stopsignals.record()
         return 1 if self.failed else 0
+
+    def _start_all(self) -> None:
+        for child in self.children:
+            self._start(child)
+            if self.phase is not Phase.RUNNING:
+                break  # that child could not be started: the demo is over
 
     def _start(self, child: Child) -> None:
         try:

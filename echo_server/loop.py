@@ -25,6 +25,7 @@ This is not a general event loop: no futures, no coroutines, no executors.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -36,9 +37,13 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
+
+from echo_server import stopsignals
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 EVENT_READ: Final = 1
 EVENT_WRITE: Final = 2
@@ -198,8 +203,9 @@ class Loop:
         self._cancelled_timers = 0
         self._soon: list[Callback] = []
         self._turn_end: list[Callback] = []
-        self._running = False
+        self._stop_requested = False
         self._signal_callbacks: dict[int, Callback] = {}
+        self._previous_handlers: dict[int, Any] = {}  # put back by close()
         self._pending_signals: list[int] = []
         self._wakeup_reader: socket.socket | None = None
         self._wakeup_writer: socket.socket | None = None
@@ -322,7 +328,8 @@ class Loop:
             signal.set_wakeup_fd(self._wakeup_writer.fileno(), warn_on_full_buffer=False)
             self.set_interest(self._wakeup_reader, EVENT_READ, self._drain_wakeup)
         self._signal_callbacks[signum] = callback
-        signal.signal(signum, self._note_signal)
+        previous = signal.signal(signum, self._note_signal)
+        self._previous_handlers.setdefault(signum, previous)
 
     def _note_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only note it: the loop runs the callback at its next safe point.
@@ -343,10 +350,10 @@ class Loop:
     # Running.
 
     def run(self) -> None:
-        """Run turns until stop() is called."""
-        self._running = True
-        while self._running:
+        """Run turns until stop() is called (a stop() asked for before run() counts too)."""
+        while not self._stop_requested:
             self.run_once(self._next_timeout())
+        self._stop_requested = False  # the loop may be run again
 
     def run_once(self, timeout_s: float | None = 0.0) -> None:
         """One turn: wait for readiness at most `timeout_s` (None: until some), run what is due.
@@ -377,9 +384,34 @@ class Loop:
             for work in turn_end:
                 self._guarded(work)
 
+    def run_until_signalled(
+        self, on_stop_signal: Callable[[int], None], on_ready: Callback | None = None
+    ) -> None:
+        """A command's main loop: run, with SIGINT and SIGTERM as events.
+
+        `on_stop_signal(signum)` is called for each (it stops gracefully, and ends by calling
+        `self.stop()`; a second call is the user insisting). A Ctrl-C recorded before this loop
+        existed (see stopsignals.py) is replayed into it. `on_ready` runs once the handlers are
+        in: print a ready line or start children there, so that a signal sent as soon as that
+        is seen finds them. When this returns the process only tears down, so the stop signals
+        stay blocked: a late one (demo forwards SIGTERM just after the terminal's SIGINT) stays
+        pending and goes with the process, instead of meeting the default action, which would
+        end it mid-cleanup with a nonzero status or a KeyboardInterrupt.
+        """
+        for signum in STOP_SIGNALS:
+            self.on_signal(signum, functools.partial(on_stop_signal, signum))
+        self.call_soon(stopsignals.replay)
+        try:
+            if on_ready is not None:
+                on_ready()
+            self.run()
+        finally:
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
     def stop(self) -> None:
         """Make run() return once the current turn is done."""
-        self._running = False
+        self._stop_requested = True
 
     def _guarded(self, callback: Callback) -> None:
         try:
@@ -395,11 +427,13 @@ class Loop:
     def close(self) -> None:
         if self._wakeup_writer is not None:
             signal.set_wakeup_fd(-1)
-            for signum in self._signal_callbacks:
-                signal.signal(signum, signal.SIG_DFL)
+            for signum, previous in self._previous_handlers.items():
+                signal.signal(signum, signal.SIG_DFL if previous is None else previous)
             for sock in (self._wakeup_reader, self._wakeup_writer):
                 if sock is not None:
                     self.forget(sock)
                     sock.close()
             self._wakeup_reader = self._wakeup_writer = None
+        self._interest.clear()  # forget() after close() is then a harmless no-op
+        self._callbacks.clear()
         self.poller.close()

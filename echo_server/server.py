@@ -17,10 +17,10 @@ import errno
 import logging
 import os
 import resource
-import signal
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from simple_websocket_server import WebSocketServer
@@ -300,12 +300,10 @@ class Server(WebSocketServer):
     def serve_forever(self) -> None:
         self.loop.run()
 
-    def serve_forever_until_signalled(self) -> int:
+    def serve_forever_until_signalled(self, on_ready: Callable[[], None] | None = None) -> int:
         """Serve until SIGINT or SIGTERM, then stop gracefully; the exit status is 0."""
-        self.loop.on_signal(signal.SIGINT, self.shutdown)
-        self.loop.on_signal(signal.SIGTERM, self.shutdown)
         try:
-            self.loop.run()
+            self.loop.run_until_signalled(lambda signum: self.shutdown(), on_ready)
         finally:
             self.close()
             self.loop.close()

@@ -6,8 +6,8 @@ a traceback, hangs on a lock that is never released, or prints "Exception ignore
 echo_server command stops through its loop instead (`Loop.on_signal` turns a signal into an
 ordinary callback, run between other callbacks). This module covers the time before that loop
 exists: `python -m echo_server` calls `record()` before importing anything else, and each
-command, once its loop has its own handlers, calls `replay_when_running(loop)`, so that a
-Ctrl-C pressed during start-up still stops the command, at a safe point.
+command's loop, once it has its own handlers (`Loop.run_until_signalled`), calls `replay()`,
+so that a Ctrl-C pressed during start-up still stops the command, at a safe point.
 
 SIGTERM is left alone until a loop takes it: its default action ends the process at once and
 silently, which is the right answer to a SIGTERM that arrives before there is anything to stop
@@ -20,12 +20,6 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-
-# Not `from typing import TYPE_CHECKING`: this module is imported before record() can run, and
-# importing typing would be most of its cost. Type checkers treat this name the same way.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from echo_server.loop import Loop
 
 # Recorded, in arrival order, until replayed. A list, not a flag: the handler runs in the main
 # thread between bytecodes, so appending needs no lock.
@@ -52,12 +46,3 @@ def replay() -> None:
     _recorded.clear()
     for signum in pending:
         signal.raise_signal(signum)
-
-
-def replay_when_running(loop: Loop) -> None:
-    """Replay the recorded signals in `loop`'s first round, once its handlers are installed.
-
-    Call it before `loop.run()` (or a `serve...` method that installs its signal handlers and
-    then runs the loop): the replayed signal then reaches the loop's handler, not `_record`.
-    """
-    loop.call_later(0.0, replay)

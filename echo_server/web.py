@@ -336,19 +336,9 @@ class PageServer:
         `on_ready` runs once the signals are the loop's to handle (print the ready line there:
         a signal sent as soon as it is seen must already find them so).
         """
-        for signum in STOP_SIGNALS:
-            self.loop.on_signal(signum, self.shutdown)
         try:
-            if on_ready is not None:
-                on_ready()
-            self.loop.run()
+            self.loop.run_until_signalled(lambda signum: self.shutdown(), on_ready)
         finally:
-            # From here on the process only tears down. A late signal (demo forwards SIGTERM
-            # just after the terminal's SIGINT) would find the default action, which
-            # loop.close() and the interpreter's exit restore, and end the process with a
-            # nonzero status. Blocked, it stays pending and goes with the process.
-            if hasattr(signal, "pthread_sigmask"):
-                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             self.close()
             self.loop.close()
         return 0

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from echo_server import defaults, stopsignals
+from echo_server import defaults
 from echo_server.loop import EVENT_READ, Loop, Timer
 from echo_server.server import bound_socket
 
@@ -149,19 +149,19 @@ class Supervisor:
         """Start every worker and supervise them until stopped; return the exit status."""
         # Handlers first: a worker that dies at once, or a Ctrl-C, must not be missed.
         self.loop.on_signal(signal.SIGCHLD, self._reap)
-        self.loop.on_signal(signal.SIGTERM, self.stop)
-        self.loop.on_signal(signal.SIGINT, self.stop)
         try:
-            for slot in self.slots:
-                self._spawn(slot)
-            self._deadline = self.loop.call_later(
-                defaults.WORKER_START_TIMEOUT_S, self._start_timed_out
-            )
-            self.loop.run()
+            self.loop.run_until_signalled(lambda signum: self.stop(), on_ready=self._start_all)
         finally:
             self._kill_all()
             self.loop.close()
         return self.status
+
+    def _start_all(self) -> None:
+        for slot in self.slots:
+            self._spawn(slot)
+        self._deadline = self.loop.call_later(
+            defaults.WORKER_START_TIMEOUT_S, self._start_timed_out
+        )
 
     def live(self) -> list[Slot]:
         return [slot for slot in self.slots if slot.process is not None]
@@ -342,7 +342,6 @@ def supervise(
         )
         if link is not None:
             link.watch(supervisor.loop, supervisor.stop, "the parent process is gone")
-        stopsignals.replay_when_running(supervisor.loop)
         return supervisor.run()
     finally:
         if link is not None:

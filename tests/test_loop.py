@@ -341,3 +341,12 @@ def test_select_refuses_a_descriptor_it_cannot_watch_with_a_clear_error() -> Non
         left.close()
         right.close()
         loop.close()
+
+
+def test_forgetting_a_socket_after_the_loop_is_closed_is_harmless() -> None:
+    loop = Loop()
+    left, right = socket.socketpair()
+    with left, right:
+        loop.set_interest(left, EVENT_READ, lambda mask: None)
+        loop.close()
+        loop.forget(left)

@@ -46,11 +46,10 @@ def test_a_recorded_ctrl_c_reaches_the_loop_once_it_runs(sigint_restored: None) 
         loop.stop()
 
     try:
-        loop.on_signal(signal.SIGINT, on_sigint)
-        stopsignals.replay_when_running(loop)
         loop.call_later(BOUND_S, loop.stop)
-        loop.run()
+        loop.run_until_signalled(lambda signum: on_sigint())
     finally:
+        unblock_stop_signals()
         loop.close()
     assert seen == ["SIGINT"]
     assert stopsignals.recorded() == ()
@@ -61,10 +60,26 @@ def test_without_a_recorded_signal_replay_does_nothing(sigint_restored: None) ->
     loop = Loop()
     seen: list[str] = []
     try:
-        loop.on_signal(signal.SIGINT, lambda: seen.append("SIGINT"))
-        stopsignals.replay_when_running(loop)
         loop.call_later(0.05, loop.stop)
-        loop.run()
+        loop.run_until_signalled(lambda signum: seen.append("SIGINT"))
     finally:
+        unblock_stop_signals()
         loop.close()
     assert seen == []
+
+
+def test_after_the_loop_the_stop_signals_stay_blocked(sigint_restored: None) -> None:
+    loop = Loop()
+    try:
+        loop.call_later(0.0, loop.stop)
+        loop.run_until_signalled(lambda signum: None)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        unblock_stop_signals()
+        loop.close()
+    assert {signal.SIGINT, signal.SIGTERM} <= blocked
+
+
+def unblock_stop_signals() -> None:
+    """run_until_signalled leaves them blocked for the process's teardown; a test goes on."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT, signal.SIGTERM])
