@@ -7,7 +7,7 @@ becomes a KeyboardInterrupt traceback, however early it comes.
 
 import sys
 
-from echo_server import stopsignals
+from echo_server.core import stopsignals
 
 
 def run() -> int:

@@ -7,12 +7,13 @@ SIGINT or SIGTERM. It holds no protocol logic. A bad option is one line on stder
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from echo_server import client, defaults, demo, netinfo, redisbus, workers
+from echo_server import client, defaults, demo, netinfo
 from echo_server.arguments import (
     OneLineParser,
     byte_size,
@@ -24,14 +25,16 @@ from echo_server.arguments import (
     rate,
     seconds,
 )
-from echo_server.loop import Loop
-from echo_server.server import Server, make_tls_context
+from echo_server.cluster import redisbus, workers
+from echo_server.core.loop import Loop
+from echo_server.core.server import Server, make_tls_context
 from echo_server.settings import Settings
 from echo_server.web import Limits, PageServer
 
 PROG = "echo-server"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "www"
+# The page ships inside the package (found the same way installed or in a checkout).
+DEFAULT_ROOT = Path(str(importlib.resources.files("echo_server") / "www"))
 
 
 def add_bind_options(parser: argparse.ArgumentParser, port: int, what: str) -> None:

@@ -57,7 +57,7 @@ from websockets.uri import parse_uri
 
 from echo_server import defaults
 from echo_server.arguments import positive_int, seconds
-from echo_server.loop import EVENT_READ, Loop
+from echo_server.core.loop import EVENT_READ, Loop
 
 PROG = "echo-server client"
 EXIT_OK = 0

@@ -36,8 +36,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from echo_server import workers
-from echo_server.loop import Loop, Timer
+from echo_server.cluster import workers
+from echo_server.core.loop import Loop, Timer
 
 log = logging.getLogger(__name__)
 

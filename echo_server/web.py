@@ -66,11 +66,12 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from echo_server import defaults, handshake
-from echo_server.handshake import HandshakeError, Request
-from echo_server.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
-from echo_server.sendbuffer import SendBuffer
-from echo_server.server import make_listener
+from echo_server import defaults
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
+from echo_server.core.sendbuffer import SendBuffer
+from echo_server.core.server import make_listener
+from echo_server.protocol import handshake
+from echo_server.protocol.handshake import HandshakeError, Request
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-WWW = Path(__file__).resolve().parent.parent / "www"
+WWW = Path(__file__).resolve().parent.parent / "echo_server" / "www"
 WAIT_MS = 10_000
 DESKTOP: ViewportSize = {"width": 1100, "height": 900}
 PHONE: ViewportSize = {"width": 360, "height": 740}

@@ -23,7 +23,7 @@ from typing import Any
 import hiredis
 import pytest
 
-from echo_server.redisbus import Arg, encode_command
+from echo_server.cluster.redisbus import Arg, encode_command
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
 START_TIMEOUT_S = 10.0

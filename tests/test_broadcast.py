@@ -28,7 +28,7 @@ from conftest import StartServer
 from support import http_exchange, status_of, upgrade_request
 from websockets.sync.client import connect
 
-from echo_server.frames import Opcode, encode_frame
+from echo_server.protocol.frames import Opcode, encode_frame
 
 KIB = 1024
 SWARM_TIMEOUT_S = 60.0

@@ -26,8 +26,9 @@ from support import ServerProcess, run_cli, wait_until
 from websockets.sync.client import ClientConnection, connect
 
 from echo_server import defaults
+from echo_server.app.routes import CHAT, TICK
 from echo_server.cli import ws_passthrough
-from echo_server.cluster import (
+from echo_server.cluster.node import (
     CHANNELS,
     COUNTED,
     LEADER_KEY,
@@ -40,7 +41,6 @@ from echo_server.cluster import (
     parse_stats_entry,
     sum_fresh,
 )
-from echo_server.routes import CHAT, TICK
 
 TIMEOUT_S = 10.0
 PUSH_TIMEOUT_S = 5.0  # a tick or a stream value is due within about a second

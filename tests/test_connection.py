@@ -15,10 +15,10 @@ import pytest
 from support import upgrade_request
 
 from echo_server import defaults
-from echo_server.connection import Connection
-from echo_server.frames import CloseCode, Opcode, encode_frame
-from echo_server.routes import ROUTES
-from echo_server.server import Server
+from echo_server.app.routes import ROUTES
+from echo_server.core.connection import Connection
+from echo_server.core.server import Server
+from echo_server.protocol.frames import CloseCode, Opcode, encode_frame
 from echo_server.settings import Settings
 
 MASK = b"\x37\xfa\x21\x3d"

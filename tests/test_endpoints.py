@@ -39,8 +39,8 @@ from conftest import StartServer
 from support import ServerProcess, http_exchange, status_of
 from websockets.sync.client import ClientConnection, connect
 
-from echo_server.endpoints import MachineNames, is_loopback, notify_allowed
-from echo_server.loop import Loop
+from echo_server.app.endpoints import MachineNames, is_loopback, notify_allowed
+from echo_server.core.loop import Loop
 
 TIMEOUT_S = 10.0
 CURL = shutil.which("curl")

@@ -18,8 +18,8 @@ from websockets.frames import Close as WsClose
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode as WsOpcode
 
-from echo_server import frames
-from echo_server.frames import (
+from echo_server.protocol import frames
+from echo_server.protocol.frames import (
     Close,
     CloseCode,
     Event,

@@ -17,7 +17,7 @@ from websockets.protocol import State
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
-from echo_server.handshake import (
+from echo_server.protocol.handshake import (
     HandshakeError,
     Headers,
     Request,

@@ -51,7 +51,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from echo_server import defaults
-from echo_server.frames import Opcode, encode_frame, frame_header, is_valid_close_code
+from echo_server.protocol.frames import Opcode, encode_frame, frame_header, is_valid_close_code
 
 REPLY_TIMEOUT_S = 10.0
 # Added to every deadline the server must meet, for a loaded machine; a test waits no longer.

@@ -29,7 +29,7 @@ from support import (
 )
 from websockets.sync.client import connect
 
-from echo_server.frames import Opcode, encode_frame
+from echo_server.protocol.frames import Opcode, encode_frame
 
 MIB = 1024 * 1024
 SWARM_TIMEOUT_S = 120.0

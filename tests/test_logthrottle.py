@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-from echo_server.logthrottle import LogThrottle
+from echo_server.core.logthrottle import LogThrottle
 
 INTERVAL_S = 10.0
 

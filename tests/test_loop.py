@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from echo_server.loop import EVENT_READ, EVENT_WRITE, POLLERS, SELECT_MAX_FD, Loop
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, POLLERS, SELECT_MAX_FD, Loop
 
 
 @pytest.fixture(params=sorted(POLLERS))

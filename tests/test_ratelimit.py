@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from echo_server.ratelimit import TokenBucket
+from echo_server.app.ratelimit import TokenBucket
 
 
 class Clock:

@@ -23,8 +23,7 @@ import hiredis
 import pytest
 from redis_server import RedisServer, free_port, running_redis
 
-from echo_server.loop import EVENT_READ, Loop
-from echo_server.redisbus import (
+from echo_server.cluster.redisbus import (
     Limits,
     RedisAddress,
     RedisBus,
@@ -35,6 +34,7 @@ from echo_server.redisbus import (
     encode_command,
     parse_url,
 )
+from echo_server.core.loop import EVENT_READ, Loop
 
 TIMEOUT_S = 10.0
 POLL_S = 0.01

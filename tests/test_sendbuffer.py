@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from echo_server.sendbuffer import BUFFER_OVERHEAD_BYTES, SendBuffer
+from echo_server.core.sendbuffer import BUFFER_OVERHEAD_BYTES, SendBuffer
 
 
 @pytest.fixture

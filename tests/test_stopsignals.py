@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from echo_server import stopsignals
-from echo_server.loop import Loop
+from echo_server.core import stopsignals
+from echo_server.core.loop import Loop
 
 BOUND_S = 10.0  # every loop here stops by then, whatever happens
 

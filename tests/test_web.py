@@ -311,7 +311,7 @@ def test_real_www_folder_serves_its_index_at_root(start_server: StartServer) -> 
     reply = fetch(web, "/")
     assert reply.status == 200
     assert reply.headers["Content-Type"] == "text/html; charset=utf-8"
-    assert reply.body == (REPO / "www" / "index.html").read_bytes()
+    assert reply.body == (REPO / "echo_server" / "www" / "index.html").read_bytes()
 
 
 # Methods.

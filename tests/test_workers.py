@@ -244,7 +244,7 @@ def test_a_worker_that_fails_before_listening_fails_the_start() -> None:
     script = textwrap.dedent(
         """
         import sys
-        from echo_server.workers import supervise
+        from echo_server.cluster.workers import supervise
         command = [sys.executable, "-c", "raise SystemExit(3)"]
         sys.exit(supervise("127.0.0.1", 0, count=2, command=command, stop_timeout_s=1.0,
                            on_ready=lambda port: print("ready", port)))

@@ -16,8 +16,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from echo_server.connection import Connection
-from echo_server.server import Server
+from echo_server.core.connection import Connection
+from echo_server.core.server import Server
 from echo_server.settings import Settings
 
 BOOM = "boom"

@@ -48,7 +48,7 @@ from urllib.parse import unquote, urlsplit
 import hiredis
 
 from echo_server import defaults
-from echo_server.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
 
 log = logging.getLogger("echo_server")
 

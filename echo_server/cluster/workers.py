@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from echo_server import defaults
-from echo_server.loop import EVENT_READ, Loop, Timer
-from echo_server.server import bound_socket
+from echo_server.core.loop import EVENT_READ, Loop, Timer
+from echo_server.core.server import bound_socket
 
 if TYPE_CHECKING:
-    from echo_server.server import Server
+    from echo_server.core.server import Server
 
 log = logging.getLogger(__name__)
 

@@ -25,17 +25,18 @@ from dataclasses import dataclass, field
 
 from simple_websocket_server import WebSocketServer
 
-from echo_server import defaults, handshake
-from echo_server.broadcast import Hub
-from echo_server.cluster import Cluster
-from echo_server.connection import Connection
-from echo_server.endpoints import MachineNames
-from echo_server.frames import CloseCode
-from echo_server.handshake import HandshakeError, Request
-from echo_server.loop import EVENT_READ, Loop, Timer
-from echo_server.routes import CHAT, ROUTES, RandomWalk, Ticker
+from echo_server import defaults
+from echo_server.app.broadcast import Hub
+from echo_server.app.endpoints import MachineNames
+from echo_server.app.routes import CHAT, ROUTES, RandomWalk, Ticker
+from echo_server.cluster.node import Cluster
+from echo_server.core.connection import Connection
+from echo_server.core.loop import EVENT_READ, Loop, Timer
+from echo_server.core.upgrade import Upgrade
+from echo_server.protocol import handshake
+from echo_server.protocol.frames import CloseCode
+from echo_server.protocol.handshake import HandshakeError, Request
 from echo_server.settings import Settings
-from echo_server.upgrade import Upgrade
 
 log = logging.getLogger(__name__)
 

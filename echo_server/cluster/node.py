@@ -44,13 +44,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from echo_server import defaults
-from echo_server.logthrottle import LogThrottle
-from echo_server.loop import Timer
-from echo_server.redisbus import Limits, RedisBus, RedisLostError, Reply
-from echo_server.routes import CHAT, STREAM, TICK
+from echo_server.app.routes import CHAT, STREAM, TICK
+from echo_server.cluster.redisbus import Limits, RedisBus, RedisLostError, Reply
+from echo_server.core.logthrottle import LogThrottle
+from echo_server.core.loop import Timer
 
 if TYPE_CHECKING:
-    from echo_server.server import Server
+    from echo_server.core.server import Server
 
 log = logging.getLogger("echo_server")
 

@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 from simple_websocket_server import WebSocket
 
 from echo_server import defaults
-from echo_server.frames import (
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Timer
+from echo_server.core.sendbuffer import WOULD_BLOCK, Buffer, SendBuffer
+from echo_server.protocol.frames import (
     Close,
     CloseCode,
     FrameReader,
@@ -49,12 +51,10 @@ from echo_server.frames import (
     encode_close,
     frame_header,
 )
-from echo_server.loop import EVENT_READ, EVENT_WRITE, Timer
-from echo_server.sendbuffer import WOULD_BLOCK, Buffer, SendBuffer
 
 if TYPE_CHECKING:
-    from echo_server.handshake import Request
-    from echo_server.server import Server
+    from echo_server.core.server import Server
+    from echo_server.protocol.handshake import Request
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,14 @@ import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from echo_server import endpoints, handshake
-from echo_server.handshake import HandshakeError, Request
-from echo_server.loop import EVENT_READ, EVENT_WRITE
-from echo_server.sendbuffer import WOULD_BLOCK, SendBuffer
+from echo_server.app import endpoints
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE
+from echo_server.core.sendbuffer import WOULD_BLOCK, SendBuffer
+from echo_server.protocol import handshake
+from echo_server.protocol.handshake import HandshakeError, Request
 
 if TYPE_CHECKING:
-    from echo_server.server import Server
+    from echo_server.core.server import Server
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from echo_server import defaults
-from echo_server.connection import Connection
-from echo_server.frames import CloseCode
-from echo_server.ratelimit import TokenBucket
+from echo_server.app.ratelimit import TokenBucket
+from echo_server.core.connection import Connection
+from echo_server.protocol.frames import CloseCode
 
 if TYPE_CHECKING:
-    from echo_server.server import Server
+    from echo_server.core.server import Server
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Final, Protocol
 
-from echo_server import stopsignals
+from echo_server.core import stopsignals
 
 log = logging.getLogger(__name__)
 

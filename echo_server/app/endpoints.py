@@ -30,11 +30,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from echo_server.handshake import HandshakeError, Headers, Request, http_response, origin_allowed
-from echo_server.loop import Loop
+from echo_server.core.loop import Loop
+from echo_server.protocol.handshake import (
+    HandshakeError,
+    Headers,
+    Request,
+    http_response,
+    origin_allowed,
+)
 
 if TYPE_CHECKING:
-    from echo_server.server import Server
+    from echo_server.core.server import Server
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from echo_server.frames import Opcode, frame_header
+from echo_server.protocol.frames import Opcode, frame_header
 
 if TYPE_CHECKING:
-    from echo_server.connection import Connection
+    from echo_server.core.connection import Connection
 
 log = logging.getLogger(__name__)
 
