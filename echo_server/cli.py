@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from echo_server import client, defaults, demo, netinfo
+from echo_server.addresses import url_host
+from echo_server.app.app import App
 from echo_server.arguments import (
     OneLineParser,
     byte_size,
@@ -25,9 +27,9 @@ from echo_server.arguments import (
     rate,
     seconds,
 )
-from echo_server.cluster import redisbus, workers
+from echo_server.cluster import node, redisbus, workers
+from echo_server.core.listen import make_tls_context
 from echo_server.core.loop import Loop
-from echo_server.core.server import Server, make_tls_context
 from echo_server.settings import Settings
 from echo_server.web import Limits, PageServer
 
@@ -254,10 +256,10 @@ def bind_host(args: argparse.Namespace) -> str:
 
 def announce(what: str, scheme: str, host: str, port: int, lan: bool, *, note: str = "") -> None:
     """Print the ready line (tests and people read it) and, with --lan, the LAN URLs."""
-    url = f"{scheme}://{netinfo.url_host(host)}:{port}/"
+    url = f"{scheme}://{url_host(host)}:{port}/"
     print(f"echo_server: {what} listening on {url}" + (f" ({note})" if note else ""), flush=True)
     if lan:
-        urls = [f"{scheme}://{netinfo.url_host(a)}:{port}/" for a in netinfo.lan_addresses()]
+        urls = [f"{scheme}://{url_host(a)}:{port}/" for a in netinfo.lan_addresses()]
         print("  open from other machines: " + ("  ".join(urls) or "(no LAN address found)"))
         print("  anyone on this network can connect; see README, Security", flush=True)
 
@@ -282,7 +284,11 @@ def run_ws(args: argparse.Namespace, argv: Sequence[str]) -> int:
             ),
             control_fd=args.control_fd,
         )
-    server = Server(settings)
+    app = App(settings)
+    if settings.redis_url:
+        node.join(app, settings.redis_url)
+    server = app.server
+    server.listen()  # a port in use is one error line, here, before anyone is told it is ready
     if args.worker_index is not None:
         return workers.run_worker(server, args.worker_index, args.control_fd)
     workers.follow_parent(server.loop, args.control_fd, server.shutdown)  # under `demo`

@@ -30,7 +30,6 @@ import argparse
 import codecs
 import contextlib
 import enum
-import ipaddress
 import json
 import os
 import signal
@@ -56,6 +55,7 @@ from websockets.typing import Origin
 from websockets.uri import parse_uri
 
 from echo_server import defaults
+from echo_server.addresses import is_loopback
 from echo_server.arguments import positive_int, seconds
 from echo_server.core.loop import EVENT_READ, Loop
 
@@ -317,14 +317,10 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
-def is_loopback(url: str) -> bool:
+def names_this_machine(url: str) -> bool:
+    """Whether the URL's host is this machine: localhost, or a loopback address."""
     host = parse_uri(url).host
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host.lower() == "localhost" or is_loopback(host)
 
 
 def open_connection(args: argparse.Namespace, open_timeout_s: float) -> ClientConnection:
@@ -333,7 +329,7 @@ def open_connection(args: argparse.Namespace, open_timeout_s: float) -> ClientCo
         ssl=tls_context(args),
         # A proxy from the environment (https_proxy...) is used as websockets does, except for
         # this machine's own addresses: no proxy can reach those.
-        proxy=None if is_loopback(args.url) else True,
+        proxy=None if names_this_machine(args.url) else True,
         origin=None if args.origin is None else Origin(args.origin),
         open_timeout=open_timeout_s,
         ping_interval=defaults.PING_INTERVAL_S,

@@ -36,6 +36,10 @@ RECV_CHUNK_BYTES: Final = 256 * 1024
 # turns instead of holding everyone up; a normal client never reaches it.
 FRAMES_PER_TURN: Final = 64
 
+# A line that a client (or Redis) can make us repeat at will is logged at most this often; the
+# next one says how many were held back.
+LOG_THROTTLE_S: Final = 10.0
+
 # Push routes.
 # /chat: messages per second one client may send (--rate-limit); it may save up this many
 # seconds' worth for a burst. A person typing, or a page repeating "*" each second, is far below.
@@ -106,7 +110,7 @@ CLUSTER_MAX_NODE_ID_BYTES: Final = 128  # ours are host:pid:random, under 100 by
 CLUSTER_MAX_STATS_ENTRY_BYTES: Final = 512  # ours are under 200 bytes of JSON
 CLUSTER_MAX_FOLLOWED_BYTES: Final = 256  # a tick or stream message; ours are under 60 bytes
 CLUSTER_MAX_NUMBER: Final = 2**53  # counters, ticks, values: exact as JSON numbers everywhere
-CLUSTER_LOG_INTERVAL_S: Final = 10.0  # one line at most per this about bad data from Redis
+CLUSTER_LOG_INTERVAL_S: Final = LOG_THROTTLE_S  # about bad data from Redis
 
 # /notify: this machine's fully qualified name is looked up off the loop, at start and then
 # this often (a DHCP lease may rename it).

@@ -35,11 +35,6 @@ def any_address() -> str:
     return defaults.LAN_HOST if has_ipv6() else defaults.LAN_HOST_V4_ONLY
 
 
-def url_host(host: str) -> str:
-    """`::1` -> `[::1]` (an IPv6 literal needs brackets in a URL); anything else unchanged."""
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
 def lan_addresses() -> list[str]:
     """IPv4 then global IPv6 addresses of this machine that other machines could reach."""
     found = _linux_ipv4() + _linux_ipv6() if sys.platform.startswith("linux") else []

@@ -50,7 +50,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
-import ipaddress
 import json
 import logging
 import os
@@ -67,11 +66,12 @@ from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from echo_server import defaults
+from echo_server.addresses import canonical_address
+from echo_server.core.listen import make_listener
 from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
 from echo_server.core.sendbuffer import SendBuffer
-from echo_server.core.server import make_listener
-from echo_server.protocol import handshake
-from echo_server.protocol.handshake import HandshakeError, Request
+from echo_server.protocol import http
+from echo_server.protocol.http import HttpError, Request
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class PageServer:
                 return
             self._out_of_descriptors = False
             try:
-                self._admit(sock, address_key(str(address[0])))
+                self._admit(sock, canonical_address(str(address[0])))
             except OSError as error:
                 log.debug("page server: %s lost before it was served: %s", address[0], error)
                 sock.close()
@@ -542,14 +542,14 @@ class PageConnection:
                 self._want(EVENT_READ)
                 return
             self._answer(request)
-        except HandshakeError as error:
+        except HttpError as error:
             log.debug("page server: %s sent a bad request: %s", self.address, error)
             self._send_error(HTTPStatus(error.status))
         except RequestError as error:
             self._send_error(error.status)
 
     def _take_request(self) -> Request | None:
-        """The parsed head once complete, None before; raise HandshakeError or RequestError."""
+        """The parsed head once complete, None before; raise HttpError or RequestError."""
         buffer = self._buffer
         # RFC 9112 2.2: empty lines before a request line are ignored (they still count as
         # the request's first bytes, so sending only those extends no deadline).
@@ -567,12 +567,12 @@ class PageConnection:
             # As soon as the request line is in: HTTP/0.9 or garbage gets its 400 now, not at
             # the deadline, and the log can name the method and target of a bad request.
             self._check_request_line(bytes(buffer[:line_end]))
-        end = handshake.find_head_end(buffer, limit)
+        end = http.find_head_end(buffer, limit)
         if end is None:
             return None
         head = bytes(buffer[:end])
         del buffer[:end]
-        return handshake.parse_request(
+        return http.parse_request(
             head,
             defaults.MAX_HEADER_LINES,
             allow_http_1_0=True,
@@ -817,17 +817,6 @@ class PageConnection:
 
     def __repr__(self) -> str:
         return f"<PageConnection {self.address} {self.state.name}>"
-
-
-def address_key(host: str) -> str:
-    """The client address a connection counts against: IPv4-mapped IPv6 as its IPv4 address."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
 
 
 def split_target(target: str) -> tuple[list[str], bool]:

@@ -26,7 +26,7 @@ from support import ServerProcess, run_cli, wait_until
 from websockets.sync.client import ClientConnection, connect
 
 from echo_server import defaults
-from echo_server.app.routes import CHAT, TICK
+from echo_server.app.broadcast import CHAT, TICK
 from echo_server.cli import ws_passthrough
 from echo_server.cluster.node import (
     CHANNELS,

@@ -15,6 +15,7 @@ import pytest
 from support import upgrade_request
 
 from echo_server import defaults
+from echo_server.app.app import App
 from echo_server.app.routes import ROUTES
 from echo_server.core.connection import Connection
 from echo_server.core.server import Server
@@ -106,7 +107,8 @@ def make_server() -> Iterator[Callable[..., Server]]:
     made: list[Server] = []
 
     def _make(**settings: object) -> Server:
-        server = Server(Settings(port=0, **settings))  # type: ignore[arg-type]
+        server = App(Settings(port=0, **settings)).server  # type: ignore[arg-type]
+        server.listen()
         made.append(server)
         return server
 

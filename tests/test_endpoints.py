@@ -39,7 +39,9 @@ from conftest import StartServer
 from support import ServerProcess, http_exchange, status_of
 from websockets.sync.client import ClientConnection, connect
 
-from echo_server.app.endpoints import MachineNames, is_loopback, notify_allowed
+from echo_server.addresses import is_loopback
+from echo_server.app.endpoints import notify_allowed
+from echo_server.app.machinenames import MachineNames
 from echo_server.core.loop import Loop
 
 TIMEOUT_S = 10.0
@@ -559,10 +561,9 @@ def test_a_failing_lookup_keeps_the_names_known_without_it() -> None:
 
 def test_the_lookup_is_repeated_from_a_loop_timer() -> None:
     answers = iter(f"name{number}.example" for number in range(1000))
-    names = MachineNames(lambda: next(answers))
     loop = Loop()
     try:
-        names.refresh_every(loop, 0.02)
+        names = MachineNames.started(loop, 0.02, lambda: next(answers))
         deadline = loop.time() + TIMEOUT_S
 
         def check() -> None:

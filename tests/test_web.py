@@ -30,8 +30,9 @@ from conftest import StartServer
 from support import REPO, STOP_TIMEOUT_S, ServerProcess, recv_until, start
 
 from echo_server import defaults
+from echo_server.addresses import canonical_address
 from echo_server.defaults import WEB_MAX_CONNECTIONS, WEB_MAX_CONNECTIONS_PER_ADDRESS
-from echo_server.web import CONTENT_SECURITY_POLICY, address_key
+from echo_server.web import CONTENT_SECURITY_POLICY
 
 REPLY_TIMEOUT_S = 10.0
 # Short deadlines (--request-timeout, --keep-alive-timeout) for the tests that wait for them.
@@ -904,7 +905,7 @@ def test_any_address_host_takes_ipv4_and_ipv6_clients(
     ],
 )
 def test_a_client_address_counts_as_its_ipv4_address_when_it_has_one(host: str, key: str) -> None:
-    assert address_key(host) == key
+    assert canonical_address(host) == key
 
 
 # Stopping.

@@ -4,30 +4,20 @@ A message is encoded into a frame once and the same bytes are queued for every s
 subscriber whose unsent data is past its write limit when a message arrives is closed with 1008
 ("too slow") instead of being given more: the others are never delayed and memory stays bounded.
 
-Not a message queue: nothing is kept for subscribers who are not connected.
+The channels the routes use are named here. Not a message queue: nothing is kept for subscribers
+who are not connected.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
+from echo_server.core.connection import Connection
+from echo_server.protocol.frames import encode_message
 
-from echo_server.protocol.frames import Opcode, frame_header
-
-if TYPE_CHECKING:
-    from echo_server.core.connection import Connection
-
-log = logging.getLogger(__name__)
-
-
-def encode_message(data: str | bytes | bytearray | memoryview) -> bytes:
-    """One unmasked, unfragmented frame: text for `str`, binary otherwise."""
-    if isinstance(data, str):
-        payload: bytes | bytearray | memoryview = data.encode()
-        opcode = Opcode.TEXT
-    else:
-        payload, opcode = data, Opcode.BINARY
-    return frame_header(opcode, len(payload)) + payload
+# The channels: /chat's messages (and /notify's), the tick, the stream, the statistics feed.
+CHAT = "chat"
+TICK = "tick"
+STREAM = "stream"
+STATS_FEED = "stats"
 
 
 class Hub:

@@ -1,6 +1,6 @@
 """Several echo servers as one, through Redis (`--redis`): shared chat, one tick, cluster totals.
 
-With a `Cluster`, what the routes publish on chat, tick and stream goes to a Redis channel
+With a `Node`, what the routes publish on chat, tick and stream goes to a Redis channel
 (`echo_server:chat`, `echo_server:tick`, `echo_server:stream`) instead of straight to the local
 subscribers, and every node, this one included, delivers what comes back from its subscription.
 So a subscriber on any node gets each message once, and all of them in the one order Redis gave.
@@ -40,19 +40,21 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 from echo_server import defaults
-from echo_server.app.routes import CHAT, STREAM, TICK
+from echo_server.app.app import Fanout
+from echo_server.app.broadcast import CHAT, STREAM, TICK
 from echo_server.cluster.redisbus import Limits, RedisBus, RedisLostError, Reply
 from echo_server.core.logthrottle import LogThrottle
-from echo_server.core.loop import Timer
+from echo_server.core.loop import Loop, Timer
+from echo_server.core.server import Server
+from echo_server.protocol.frames import Opcode, message_payload
+from echo_server.settings import Settings
 
-if TYPE_CHECKING:
-    from echo_server.core.server import Server
-
-log = logging.getLogger("echo_server")
+log = logging.getLogger(__name__)
 
 PREFIX = "echo_server:"
 CHANNELS = {name: f"{PREFIX}{name}".encode() for name in (CHAT, TICK, STREAM)}
@@ -128,9 +130,9 @@ def node_key(node_id: str | bytes) -> bytes:
 
 
 def encode_payload(data: str | bytes | bytearray | memoryview) -> bytes:
-    if isinstance(data, str):
-        return TEXT + data.encode()
-    return BINARY + bytes(data)
+    """A message on Redis: its type byte, then its bytes."""
+    opcode, payload = message_payload(data)
+    return (TEXT if opcode is Opcode.TEXT else BINARY) + bytes(payload)
 
 
 def decode_payload(payload: bytes, max_message_bytes: int) -> str | bytes:
@@ -230,27 +232,44 @@ def sum_fresh(entries: dict[str, NodeStats], now_s: float) -> dict[str, int]:
     return totals
 
 
-class Cluster:
-    """This node's part in the cluster: publishing, following the leader, sharing statistics."""
+class Node:
+    """This process's part in the cluster: publishing, following the leader, sharing statistics.
 
-    def __init__(self, server: Server, url: str) -> None:
-        self.server = server
+    What it does with what comes back is given to it: `deliver(channel, data)` to this node's
+    subscribers, `follow(channel, number)` the leader's tick or stream value, `counters()` this
+    node's own numbers for the totals. It is the app's `Fanout` (see `join`).
+    """
+
+    def __init__(
+        self,
+        loop: Loop,
+        url: str,
+        *,
+        max_message_bytes: int,
+        deliver: Callable[[str, str | bytes], None],
+        follow: Callable[[str, int], None],
+        counters: Callable[[], dict[str, int]],
+    ) -> None:
+        self.loop = loop
+        self._deliver = deliver
+        self._follow_number = follow
+        self._counters = counters
         self.node_id = new_node_id()
         self.leader = False  # this node may hold the lease; `is_leader` says whether it still does
         self._lease_until_s = 0.0
         self._entries: dict[str, NodeStats] = {}  # the nodes' last statistics, by node id
         self._stopping = False
-        self.max_message_bytes = server.settings.max_message_bytes
+        self.max_message_bytes = max_message_bytes
         # A log line per bad item would let whoever writes to Redis flood the log.
-        self._dropped = LogThrottle(log, defaults.CLUSTER_LOG_INTERVAL_S, server.loop.time)
-        self._deleted = LogThrottle(log, defaults.CLUSTER_LOG_INTERVAL_S, server.loop.time)
+        self._dropped = LogThrottle(log, defaults.CLUSTER_LOG_INTERVAL_S, loop.time)
+        self._deleted = LogThrottle(log, defaults.CLUSTER_LOG_INTERVAL_S, loop.time)
         limits = Limits(
             # A message with its type byte; the margin covers its framing as a message of a
             # channel, and a statistics read (at most 256 ids and entries: about 170 KiB).
             max_reply_bytes=self.max_message_bytes + 1 + defaults.REDIS_REPLY_MARGIN_BYTES
         )
         self.bus = RedisBus(
-            server.loop,
+            loop,
             url,
             list(CHANNELS.values()),
             self._receive,
@@ -258,11 +277,11 @@ class Cluster:
             limits=limits,
         )
         self.bus.start()
-        self._timer: Timer | None = server.loop.call_later(defaults.CLUSTER_BEAT_S, self._beat)
+        self._timer: Timer | None = loop.call_later(defaults.CLUSTER_BEAT_S, self._beat)
 
     @property
     def is_leader(self) -> bool:
-        return self.leader and self.bus.up and self.server.loop.time() < self._lease_until_s
+        return self.leader and self.bus.up and self.loop.time() < self._lease_until_s
 
     @property
     def producing(self) -> bool:
@@ -301,7 +320,7 @@ class Cluster:
 
     def close(self) -> None:
         self._stopping = True
-        self.server.loop.cancel(self._timer)
+        self.loop.cancel(self._timer)
         self.bus.close()
 
     # Receiving.
@@ -319,15 +338,9 @@ class Cluster:
             )
             return
         if channel in FOLLOWED and not self.producing:
-            self._follow(channel, number)
-        self.server.hub.publish(channel, data)
-
-    def _follow(self, channel: str, number: int) -> None:
-        """Keep the leader's numbers, to greet new subscribers and to go on from if it dies."""
-        if channel == TICK:
-            self.server.ticker.tick = number
-        elif channel == STREAM:
-            self.server.random_walk.value = number
+            # Keep the leader's numbers, to greet new subscribers and to go on from if it dies.
+            self._follow_number(channel, number)
+        self._deliver(channel, data)
 
     def _changed(self, up: bool) -> None:
         if up:
@@ -339,15 +352,15 @@ class Cluster:
     # Each second: the lease, and the statistics.
 
     def _beat(self) -> None:
-        self.server.loop.cancel(self._timer)
-        self._timer = self.server.loop.call_later(defaults.CLUSTER_BEAT_S, self._beat)
+        self.loop.cancel(self._timer)
+        self._timer = self.loop.call_later(defaults.CLUSTER_BEAT_S, self._beat)
         if self._stopping or not self.bus.up:
             return
         self._elect()
         self._share_statistics()
 
     def _elect(self) -> None:
-        sent_s = self.server.loop.time()
+        sent_s = self.loop.time()
         ttl_ms = round(defaults.LEADER_TTL_S * 1000)
 
         def renewed(reply: Reply) -> None:
@@ -386,14 +399,8 @@ class Cluster:
                 log.info("cluster: node %s no longer leads", self.node_id)
 
     def _own_statistics(self) -> dict[str, int]:
-        stats = self.server.stats
-        return {
-            "connections": len(self.server.connections),
-            "messages_in": stats.messages_in,
-            "messages_out": stats.messages_out,
-            "bytes_in": stats.bytes_in,
-            "bytes_out": stats.bytes_out,
-        }
+        counts = self._counters()
+        return {name: counts[name] for name in COUNTED}
 
     def _share_statistics(self) -> None:
         """Write this node's statistics and read the others', in one bounded script."""
@@ -451,3 +458,32 @@ class Cluster:
             )
             self.bus.command("ZREM", NODES_KEY, *bad)
             self.bus.command("DEL", *map(node_key, bad))
+
+
+class Joinable(Protocol):
+    """What `join` needs of the application (app/app.py's App)."""
+
+    loop: Loop
+    settings: Settings
+    server: Server
+    fanout: Fanout | None
+
+    def deliver(self, channel: str, data: str | bytes) -> None: ...
+    def follow(self, channel: str, number: int) -> None: ...
+    def counters(self) -> dict[str, int]: ...
+
+
+def join(app: Joinable, url: str) -> Node:
+    """Make `app` a node of the cluster on the Redis at `url` (resolved now: call it at start)."""
+    node = Node(
+        app.loop,
+        url,
+        max_message_bytes=app.settings.max_message_bytes,
+        deliver=app.deliver,
+        follow=app.follow,
+        counters=app.counters,
+    )
+    app.fanout = node
+    app.server.on_shutdown(node.shutdown)
+    app.server.on_close(node.close)
+    return node

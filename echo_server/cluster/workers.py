@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from echo_server import defaults
+from echo_server.core.listen import bound_socket
 from echo_server.core.loop import EVENT_READ, Loop, Timer
-from echo_server.core.server import bound_socket
 
 if TYPE_CHECKING:
     from echo_server.core.server import Server
@@ -475,6 +475,7 @@ def follow_parent(
 
 def run_worker(server: Server, index: int, control_fd: int) -> int:
     """Serve as worker `index`: say ready on the control socket, stop when the supervisor goes."""
+    server.listen()
     log.info("worker %d ready (pid %d)", index, os.getpid())  # before the supervisor's line
     gone = f"worker {index}: the supervisor is gone"
     link = follow_parent(server.loop, control_fd, server.shutdown, gone)

@@ -1,27 +1,23 @@
 """An open WebSocket connection: bytes from the socket, frames to the handler, frames back out.
 
-`Connection` keeps the handler API of simple-websocket-server 0.4.4 (subclass it, override
-`connected()`, `handle()` with `self.data`, `handle_close()`; call `send_message()` and `close()`),
-and replaces the parts of upstream's `WebSocket` that break under load or hostile peers. This is
-the one place where upstream behaviour is overridden:
+`Connection` has the handler API of simple-websocket-server, the package this project builds on:
+subclass it, override `connected()`, `handle()` (the message is in `self.data`: `str` for text,
+`bytes` for binary) and `handle_close()`; call `send_message()` and `close()`. Under that API it
+is hardened where upstream's `WebSocket` breaks under load or hostile peers:
 
-- `_handle_data` / `_parse_message` / `_handle_packet` (a per-byte state machine that accepts
-  unmasked frames, limits frames but not messages, and maps valid close codes to 1002) are not
-  used: bytes go to the Sans-IO `frames.FrameReader`, whose `ProtocolError` becomes a close frame
-  in `_fail`, and nowhere else.
-- `_send_message` / `_send_buffer` (an unbounded queue, and a busy loop on a full TLS socket) are
-  replaced by `SendBuffer` with a write limit: above it the connection stops reading (echo
-  back-pressure) until the buffer drains.
-- `close` starts a real closing handshake bounded by a close timeout, and the server pings.
-- a handler exception, which upstream swallows by dropping the client silently, is logged with
-  its traceback and the client is closed with 1011.
-- `__init__` is not called: it allocates the state of upstream's per-byte parser (a queue, a
-  UTF-8 decoder, buffers, some twenty fields), about 1 KiB per connection that nothing uses.
-  The attributes of the handler API are set here instead: `server`, `client`, `address`,
-  `request`, `data`, `opcode`, `handshaked`, `closed`, `usingssl`.
+- bytes go to the Sans-IO `frames.FrameReader` (strict RFC 6455: masks, message limits, close
+  codes, UTF-8), whose `ProtocolError` becomes a close frame in `_fail`, and nowhere else; a
+  client's bytes are parsed at most FRAMES_PER_TURN frames per loop turn;
+- frames go to a `SendBuffer`, flushed once per loop turn, with a write limit: above it the
+  connection stops reading (back-pressure), and a broadcast subscriber that far behind is closed;
+- `close` starts a real closing handshake bounded by a close timeout, and the server pings;
+- a handler exception, or a bug in this code for one connection, is logged with its traceback
+  and the client is closed with 1011; no exception leaves a connection's callbacks.
 
-Data in `handle()`: `str` for a text message, `bytes` for a binary one (upstream gave a
-`bytearray`). The handshake happens before a Connection exists (see upgrade.py).
+What a connection needs of its server is `Host`: the loop, the settings, the statistics, the
+shared receive buffer and a way to say "forget me". Handler classes written for upstream's own
+`simple_websocket_server.WebSocket` run on this class through compat.py. The handshake happens
+before a Connection exists (see upgrade.py).
 """
 
 from __future__ import annotations
@@ -32,13 +28,12 @@ import socket
 import ssl
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any
-
-from simple_websocket_server import WebSocket
+from typing import Any, Protocol
 
 from echo_server import defaults
-from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Timer
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
 from echo_server.core.sendbuffer import WOULD_BLOCK, Buffer, SendBuffer
+from echo_server.core.stats import Stats
 from echo_server.protocol.frames import (
     Close,
     CloseCode,
@@ -50,13 +45,29 @@ from echo_server.protocol.frames import (
     ProtocolError,
     encode_close,
     frame_header,
+    message_payload,
 )
-
-if TYPE_CHECKING:
-    from echo_server.core.server import Server
-    from echo_server.protocol.handshake import Request
+from echo_server.protocol.http import Request
+from echo_server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Host(Protocol):
+    """What a connection needs of its server."""
+
+    loop: Loop
+    settings: Settings
+    stats: Stats
+    recv_buffer: memoryview  # one receive buffer for every plain socket: no allocation per read
+
+    def forget(self, connection: Connection) -> None:
+        """The connection's socket is closed: drop it from the server's table."""
+        ...
+
+
+# How a server makes the connection of a route: a Connection subclass is one.
+ConnectionFactory = Callable[[Host, socket.socket, Any, Request], "Connection"]
 
 
 class Phase(Enum):
@@ -66,15 +77,14 @@ class Phase(Enum):
     CLOSED = "closed"
 
 
-class Connection(WebSocket):
+class Connection:
     """One WebSocket client. Subclass it and override `handle()`; see the module docstring."""
 
-    def __init__(self, server: Server, sock: socket.socket, address: Any, request: Request) -> None:
-        # Not super().__init__(): see the module docstring.
-        self.server: Server = server
-        self.client = sock
+    def __init__(self, server: Host, sock: socket.socket, address: Any, request: Request) -> None:
+        self.server = server
+        self.client = sock  # upstream's name for the socket
         self.address = address
-        self.request = request  # echo_server.handshake.Request: .path, .query, .headers
+        self.request = request  # .method, .path, .query, .headers (a case-insensitive mapping)
         self.data: str | bytes = ""
         self.opcode = Opcode.TEXT
         self.handshaked = True
@@ -97,27 +107,32 @@ class Connection(WebSocket):
         self._handle_close_called = False
 
     @property
-    def closed(self) -> bool:  # type: ignore[override]  # upstream's attribute, derived here
-        """Upstream's flag: True once the closing handshake has started (or the socket is gone)."""
+    def closed(self) -> bool:
+        """True once the closing handshake has started (or the socket is gone)."""
         return self.phase is not Phase.OPEN
 
-    # Handler API (upstream names).
+    # Handler API: override these three.
+
+    def connected(self) -> None:
+        """Called once the handshake is complete, before any message."""
+
+    def handle(self) -> None:
+        """Called for each message, with `self.data` (`str` or `bytes`) and `self.opcode`."""
+
+    def handle_close(self) -> None:
+        """Called once the connection is closed, whichever side closed it and however."""
+
+    # Handler API: call these.
 
     def send_message(self, data: str | bytes | bytearray | memoryview) -> None:
         """Send one message: text for `str`, binary for anything bytes-like.
 
-        After the connection has started closing, this does nothing (nothing may follow a close
-        frame), as upstream drops what is sent to a closed client.
+        Once the connection has started closing (`closed` is true), this does nothing: nothing
+        may follow a close frame. Upstream behaves the same from the client's point of view
+        (what it queues after its close frame is never delivered).
         """
-        if isinstance(data, str):
-            self._send_frame(Opcode.TEXT, data.encode())
-        else:
-            self._send_frame(Opcode.BINARY, data)
-
-    def _send_message(self, fin: bool, opcode: int, data: str | bytes | bytearray) -> None:
-        # Upstream's fragment API calls this; upstream's `fin` means "more fragments follow".
-        payload = data.encode() if isinstance(data, str) else data
-        self._send_frame(Opcode(opcode), payload, fin=not fin)
+        opcode, payload = message_payload(data)
+        self.send_frame(opcode, payload)
 
     def close(self, status: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake; the socket closes when the peer answers or time is up."""
@@ -239,7 +254,7 @@ class Connection(WebSocket):
                     self._call_handler(self.handle)
             elif type(event) is Ping:
                 if self.phase is Phase.OPEN:
-                    self._send_frame(Opcode.PONG, event.payload)
+                    self.send_frame(Opcode.PONG, event.payload)
             elif type(event) is Pong:
                 self._on_pong(event.payload)
             elif type(event) is Close:
@@ -336,7 +351,7 @@ class Connection(WebSocket):
         if self._ping_payload is not None:
             return  # still waiting for the last pong: its timer decides
         self._ping_payload = os.urandom(4)
-        self._send_frame(Opcode.PING, self._ping_payload)
+        self.send_frame(Opcode.PING, self._ping_payload)
         self._pong_timer = self._later(self.server.settings.ping_timeout_s, self._pong_missing)
 
     def _pong_missing(self) -> None:
@@ -355,9 +370,10 @@ class Connection(WebSocket):
 
     # Writing: frames are queued as they are made, and flushed once at the end of the turn.
 
-    def _send_frame(
+    def send_frame(
         self, opcode: Opcode, payload: bytes | bytearray | memoryview, fin: bool = True
     ) -> None:
+        """One frame (a fragment of a message, with `fin=False`); nothing once closing."""
         if self.phase is not Phase.OPEN:
             return  # nothing may follow our close frame
         stats = self.server.stats

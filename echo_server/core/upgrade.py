@@ -2,10 +2,13 @@
 
 An `Upgrade` reads the request head within the size limits and the handshake timeout (the TLS
 handshake, when there is one, counts against the same timeout and never blocks the loop). A bad
-request is answered with its HTTP status and closed; a good one is handed to the server, which
-makes the route's `Connection`. A plain HTTP request for one of the endpoints (/notify, /stats)
-is read with its body and answered. The rules live in handshake.py and endpoints.py; this module
-only moves bytes and keeps time.
+request is answered with its HTTP status and closed; a good one is handed to its host (the
+server), which makes the route's `Connection`. A plain HTTP request that the host's `PlainHttp`
+handler takes (the app's /notify and /stats) is read with its body and answered.
+
+The rules live in protocol/ (http.py, handshake.py) and in whoever answers plain requests; this
+module only moves bytes and keeps time. It is the one place where an `HttpError` becomes a
+response on the WebSocket port.
 """
 
 from __future__ import annotations
@@ -13,58 +16,92 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import Any, Protocol
 
-from echo_server.app import endpoints
-from echo_server.core.loop import EVENT_READ, EVENT_WRITE
+from echo_server.core.connection import ConnectionFactory
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Loop
 from echo_server.core.sendbuffer import WOULD_BLOCK, SendBuffer
-from echo_server.protocol import handshake
-from echo_server.protocol.handshake import HandshakeError, Request
-
-if TYPE_CHECKING:
-    from echo_server.core.server import Server
+from echo_server.protocol import handshake, http
+from echo_server.protocol.http import HttpError, Request
+from echo_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 READ_BYTES = 64 * 1024  # per read: a request head is at most 8 KiB, a /notify body 1 MiB
 
 
-class Upgrade:
-    __slots__ = (
-        "_buffer",
-        "_lingering",
-        "_out",
-        "_refused",
-        "_request",
-        "_timer",
-        "_tls_pending",
-        "address",
-        "server",
-        "sock",
-    )
+class PlainHttp(Protocol):
+    """Answers plain (not upgrade) HTTP requests on the WebSocket port, for some paths."""
 
-    def __init__(self, server: Server, sock: socket.socket, address: Any) -> None:
-        self.server = server
+    def handles(self, request: Request) -> bool:
+        """Whether this request is one to answer here (its head is complete, its body not)."""
+        ...
+
+    def answer(self, request: Request, body: bytes, peer: str) -> bytes:
+        """The complete response; raise HttpError to refuse."""
+        ...
+
+
+class UpgradeHost(Protocol):
+    """What an Upgrade needs of its server."""
+
+    loop: Loop
+    settings: Settings
+    http: PlainHttp | None
+
+    def route_for(self, path: str) -> ConnectionFactory | None: ...
+    def route_list(self) -> str: ...
+    def upgraded(
+        self,
+        pending: Upgrade,
+        factory: ConnectionFactory,
+        request: Request,
+        accept: str,
+        leftover: bytes,
+    ) -> None: ...
+    def forget_upgrade(self, pending: Upgrade) -> None: ...
+
+
+class UpgradeState(Enum):
+    """Where the socket is; everything that decides what a readiness event means is here."""
+
+    TLS_HANDSHAKE = "tls handshake"  # wss: the TLS handshake is under way
+    READING_HEAD = "reading head"
+    READING_BODY = "reading body"  # a plain request's head is in, its body is still coming
+    RESPONDING = "responding"  # an answer (or a refusal) is being sent
+    LINGERING = "lingering"  # answer sent, write side shut: reading until the peer's EOF
+    DONE = "done"  # closed, or handed over to a Connection
+
+
+class Upgrade:
+    __slots__ = ("_buffer", "_out", "_request", "_timer", "address", "host", "sock", "state")
+
+    def __init__(self, host: UpgradeHost, sock: socket.socket, address: Any) -> None:
+        self.host = host
         self.sock = sock
         self.address = address
         self._buffer = bytearray()
         self._out = SendBuffer(sock)
-        self._tls_pending = isinstance(sock, ssl.SSLSocket)
         self._request: Request | None = None  # the parsed head, while its body is awaited
-        self._refused = False  # answered (an error, or a plain HTTP endpoint): sending it
-        self._lingering = False  # error sent and write side shut: reading until the peer's EOF
-        self._timer = server.loop.call_later(server.settings.handshake_timeout_s, self.on_timeout)
-        server.loop.set_interest(sock, EVENT_READ, self.on_ready)
+        self.state = (
+            UpgradeState.TLS_HANDSHAKE
+            if isinstance(sock, ssl.SSLSocket)
+            else UpgradeState.READING_HEAD
+        )
+        loop = host.loop
+        self._timer = loop.call_later(host.settings.handshake_timeout_s, self.on_timeout)
+        loop.set_interest(sock, EVENT_READ, self.on_ready)
 
     def on_ready(self, mask: int) -> None:
         try:
-            if self._lingering:
+            if self.state is UpgradeState.LINGERING:
                 self._linger()
-            elif self._refused:
+            elif self.state is UpgradeState.RESPONDING:
                 self._flush_and_close()
-            elif self._tls_pending:
+            elif self.state is UpgradeState.TLS_HANDSHAKE:
                 self._tls_handshake()
-            else:
+            elif self.state is not UpgradeState.DONE:
                 self._read()
         except OSError as error:
             log.debug("connection from %s lost during handshake: %s", self.address, error)
@@ -73,40 +110,63 @@ class Upgrade:
             # A bug here (or in a route's constructor) must cost this one client, never the
             # server and everyone else: it gets a 500 if it can still be answered.
             log.exception("internal error in the handshake with %s", self.address)
-            if self._refused or self.sock.fileno() < 0:
-                self.close()
+            if self.state in (UpgradeState.READING_HEAD, UpgradeState.READING_BODY):
+                self.refuse(HttpError(500, "Internal error."))
             else:
-                self.refuse(HandshakeError(500, "Internal error."))
+                self.close()
 
     def on_timeout(self) -> None:
         log.debug("handshake timeout for %s", self.address)
         self.close()
 
     def close(self) -> None:
-        self.server.loop.cancel(self._timer)
-        self.server.loop.forget(self.sock)
+        if self.state is UpgradeState.DONE:
+            return
+        self.state = UpgradeState.DONE
+        self.host.loop.cancel(self._timer)
+        self.host.loop.forget(self.sock)
         self.sock.close()
-        self.server.forget_upgrade(self)
+        self.host.forget_upgrade(self)
+
+    def release(self) -> None:
+        """The socket is a connection's now: stop timing and watching it, leave it open."""
+        self.state = UpgradeState.DONE
+        self.host.loop.cancel(self._timer)
+        self.host.loop.forget(self.sock)
+        self.host.forget_upgrade(self)
+
+    def refuse(self, error: HttpError) -> None:
+        """Answer with the error's HTTP status, then close once it is sent."""
+        log.info("refused %s: %d %s", self.address, error.status, error.message)
+        self.respond(error.response())
+
+    def respond(self, response: bytes) -> None:
+        """Send a complete HTTP response, then close once it is sent."""
+        self.state = UpgradeState.RESPONDING
+        self._out.write([response])
+        self._flush_and_close()
+
+    # Reading.
 
     def _tls_handshake(self) -> None:
         assert isinstance(self.sock, ssl.SSLSocket)
         try:
             self.sock.do_handshake()
         except ssl.SSLWantReadError:
-            self.server.loop.set_interest(self.sock, EVENT_READ, self.on_ready)
+            self.host.loop.set_interest(self.sock, EVENT_READ, self.on_ready)
             return
         except ssl.SSLWantWriteError:
-            self.server.loop.set_interest(self.sock, EVENT_WRITE, self.on_ready)
+            self.host.loop.set_interest(self.sock, EVENT_WRITE, self.on_ready)
             return
         except ssl.SSLError as error:
             log.info("TLS handshake with %s failed: %s", self.address, error.reason or error)
             self.close()
             return
-        self._tls_pending = False
-        self.server.loop.set_interest(self.sock, EVENT_READ, self.on_ready)
+        self.state = UpgradeState.READING_HEAD
+        self.host.loop.set_interest(self.sock, EVENT_READ, self.on_ready)
 
     def _read(self) -> None:
-        settings = self.server.settings
+        settings = self.host.settings
         try:
             data = self.sock.recv(READ_BYTES)
             if isinstance(self.sock, ssl.SSLSocket):
@@ -123,58 +183,46 @@ class Upgrade:
         self._buffer += data
         try:
             if self._request is None:
-                end = handshake.find_head_end(self._buffer, settings.max_request_head_bytes)
+                end = http.find_head_end(self._buffer, settings.max_request_head_bytes)
                 if end is None:
                     return
                 head = bytes(self._buffer[:end])
                 del self._buffer[:end]
-                self._request = handshake.parse_request(head, settings.max_header_lines)
+                self._request = http.parse_request(head, settings.max_header_lines)
             self._proceed(self._request)
-        except HandshakeError as error:
+        except HttpError as error:
             self.refuse(error)
 
     def _proceed(self, request: Request) -> None:
-        """The head is complete: answer a plain endpoint, or check and hand over an upgrade."""
-        if request.path in endpoints.PATHS and not handshake.is_upgrade(request):
-            if request.body_length > self.server.settings.max_message_bytes:
-                raise HandshakeError(413, "The message is too large.")
+        """The head is complete: answer a plain request, or check and hand over an upgrade."""
+        plain = self.host.http
+        if plain is not None and not handshake.is_upgrade(request) and plain.handles(request):
+            if request.body_length > self.host.settings.max_message_bytes:
+                raise HttpError(413, "The message is too large.")
             if len(self._buffer) < request.body_length:
+                self.state = UpgradeState.READING_BODY
                 return  # the rest of the body is still to come
             body = bytes(self._buffer[: request.body_length])
-            self.respond(endpoints.answer(self.server, request, body, str(self.address[0])))
+            self.respond(plain.answer(request, body, str(self.address[0])))
             return
-        accept = handshake.check_upgrade(request, self.server.settings.allowed_origins)
-        if request.path not in self.server.routes:
-            raise HandshakeError(404, f"No WebSocket route here; try {self.server.route_list()}.")
-        self.server.upgrade(self, request, accept, bytes(self._buffer))
+        accept = handshake.check_upgrade(request, self.host.settings.allowed_origins)
+        factory = self.host.route_for(request.path)
+        if factory is None:
+            raise HttpError(404, f"No WebSocket route here; try {self.host.route_list()}.")
+        self.host.upgraded(self, factory, request, accept, bytes(self._buffer))
 
-    def release(self) -> None:
-        """The socket is a connection's now: stop timing and watching it, leave it open."""
-        self.server.loop.cancel(self._timer)
-        self.server.loop.forget(self.sock)
-        self.server.forget_upgrade(self)
-
-    def refuse(self, error: HandshakeError) -> None:
-        """Answer with the error's HTTP status, then close once it is sent."""
-        log.info("refused %s: %d %s", self.address, error.status, error.message)
-        self.respond(error.response())
-
-    def respond(self, response: bytes) -> None:
-        """Send a complete HTTP response, then close once it is sent."""
-        self._refused = True
-        self._out.write([response])
-        self._flush_and_close()
+    # Answering.
 
     def _flush_and_close(self) -> None:
         self._out.flush()
         if self._out:
-            self.server.loop.set_interest(self.sock, EVENT_WRITE, self.on_ready)
+            self.host.loop.set_interest(self.sock, EVENT_WRITE, self.on_ready)
             return
         # Half-close and read to the EOF (bounded by the handshake timer): closing over unread
         # bytes would send a reset that can destroy the response before the client reads it.
         self.sock.shutdown(socket.SHUT_WR)
-        self._lingering = True
-        self.server.loop.set_interest(self.sock, EVENT_READ, self.on_ready)
+        self.state = UpgradeState.LINGERING
+        self.host.loop.set_interest(self.sock, EVENT_READ, self.on_ready)
 
     def _linger(self) -> None:
         try:

@@ -49,8 +49,10 @@ __all__ = [
     "ProtocolError",
     "encode_close",
     "encode_frame",
+    "encode_message",
     "frame_header",
     "is_valid_close_code",
+    "message_payload",
     "unmask",
 ]
 
@@ -241,6 +243,25 @@ def encode_frame(
     if len(mask) != 4:
         raise ValueError(f"a mask is 4 bytes, got {len(mask)}")
     return _header(first_byte, len(payload), _MASK_BIT) + mask + unmask(payload, mask)
+
+
+def message_payload(
+    data: str | bytes | bytearray | memoryview,
+) -> tuple[Opcode, bytes | bytearray | memoryview]:
+    """A message's opcode and payload: text (UTF-8) for `str`, binary for anything bytes-like.
+
+    The one place the choice is made, for every way a message leaves (a connection, a
+    broadcast, the cluster's bus).
+    """
+    if isinstance(data, str):
+        return Opcode.TEXT, data.encode()
+    return Opcode.BINARY, data
+
+
+def encode_message(data: str | bytes | bytearray | memoryview) -> bytes:
+    """One unmasked, unfragmented frame holding the message `data`."""
+    opcode, payload = message_payload(data)
+    return frame_header(opcode, len(payload)) + payload
 
 
 def encode_close(code: int, reason: str = "") -> bytes:

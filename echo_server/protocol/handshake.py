@@ -1,19 +1,13 @@
 """The server side of the WebSocket opening handshake (RFC 6455 section 4.2), Sans-IO.
 
-Bytes in, decisions and response bytes out: this module finds the end of an HTTP/1.1 request
-head, parses it strictly, checks a WebSocket upgrade request, and builds the responses (101, or
-an error with a short plain-text body). It never touches a socket, a clock or a file; the server
-loop owns those, and so owns the handshake timeout and what happens after the response is sent.
+A parsed request in (see http.py), a decision out: `check_upgrade` checks an upgrade request in
+a fixed order and returns the Sec-WebSocket-Accept value or raises `HttpError` with the status
+to refuse with; `origin_allowed` is the rule for which web pages may connect; `response_101`
+builds the answer that completes the handshake. It never touches a socket, a clock or a file;
+the server owns those, and so owns the handshake timeout.
 
-It is what a hostile peer on the LAN talks to first, so it is deliberately strict, in the manner
-of h11, wsproto and websockets: no HTTP/1.0, no obsolete line folding, no control characters in
-header values, no Transfer-Encoding, one Host. It is not a general HTTP server: it has no chunked
-bodies, no keep-alive, no absolute-form targets, and it negotiates no extensions or subprotocols
-(a client that offers permessage-deflate simply gets none, which RFC 6455 allows).
-
-The page server (web.py) parses its requests here too, with two rules relaxed by parameters of
-`parse_request`: it takes HTTP/1.0 requests (which need no Host), and it takes Transfer-Encoding
-because it never reads a request body and closes the connection after answering one.
+It negotiates no extensions or subprotocols (a client that offers permessage-deflate simply
+gets none, which RFC 6455 allows).
 """
 
 from __future__ import annotations
@@ -21,25 +15,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import ipaddress
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 from http import HTTPStatus
 
-from echo_server import defaults
+from echo_server.addresses import parse_authority
+from echo_server.protocol.http import HttpError, Request
 
 __all__ = [
-    "HandshakeError",
-    "Headers",
-    "Request",
+    "WEBSOCKET_VERSION",
     "accept_key",
     "check_upgrade",
-    "find_head_end",
-    "http_response",
     "is_upgrade",
     "origin_allowed",
-    "parse_request",
     "response_101",
 ]
 
@@ -47,192 +34,21 @@ WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 WEBSOCKET_VERSION = "13"
 WEBSOCKET_KEY_BYTES = 16
 
-# Content-Length with more digits than this is refused: it cannot be a body this server would
-# read, and int() on thousands of digits raises ValueError (or takes quadratic time).
-MAX_CONTENT_LENGTH_DIGITS = 18
-
 UPGRADE_REQUIRED_MESSAGE = (
     "This is a WebSocket server: connect to it with a WebSocket client "
     "(a ws:// or wss:// URL), not by opening it as a web page."
 )
-
-# RFC 9110 section 5.6.2 (token) and 5.5 (field-value: HTAB, SP, VCHAR, obs-text). Every other
-# control character, including NUL, CR and LF, is refused rather than passed on.
-_TOKEN_RE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE_RE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
-# RFC 9112 section 3: method SP request-target SP HTTP-version, nothing more, nothing less.
-# The target is origin-form only ("/" then visible ASCII, without "#": fragments are never sent).
-_REQUEST_LINE_RE = re.compile(
-    rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+) (/[\x21\x22\x24-\x7e]*) (HTTP/1\.[01])"
+# A page opened from a file (file://) or a sandboxed frame sends "Origin: null". It is refused
+# unless listed (any site can make a sandboxed frame), with a message that says what to do.
+NULL_ORIGIN_MESSAGE = (
+    "a page opened from a file (Origin: null) may not open a WebSocket here: serve the page "
+    "over http:// (for example python -m http.server), or start the server with "
+    "--allow-origin null"
 )
-_DIGITS_RE = re.compile(rb"[0-9]+")
-_STR_TOKEN_RE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_STR_FIELD_VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
-# The host part of an authority, as browsers serialize it in Origin and Host: an ASCII name or
-# IPv4 address (IDNs arrive as punycode), or a bracketed IPv6 literal; then an optional port.
-# Userinfo ("@"), percent-encoding and anything else that could make two parsers disagree about
-# which host is meant is refused outright.
-_AUTHORITY_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(?::([0-9]{1,5}))?")
 _ORIGIN_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 # Only web origins get the same-host rule; any other scheme must be listed explicitly.
 _SAME_HOST_SCHEMES = frozenset({"http", "https"})
-
-
-class Headers:
-    """Case-insensitive, multi-valued, order-keeping header list.
-
-    Immutable once built: the parser makes one per request and nothing edits it afterwards.
-    """
-
-    __slots__ = ("_by_name", "_items")
-
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = tuple(items)
-        self._by_name: dict[str, list[str]] = {}
-        for name, value in self._items:
-            self._by_name.setdefault(name.lower(), []).append(value)
-
-    def get(self, name: str) -> str | None:
-        """The value of `name`; repeated lines joined with ", " (RFC 9110 5.3); None if absent."""
-        values = self._by_name.get(name.lower())
-        return None if values is None else ", ".join(values)
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of `name`, one per header line, in the order received."""
-        return list(self._by_name.get(name.lower(), ()))
-
-    def tokens(self, name: str) -> list[str]:
-        """Comma-separated elements across all values of `name`, stripped and lower-cased.
-
-        Empty elements are skipped, as RFC 9110 5.6.1 asks of recipients ("a, , b").
-        """
-        found: list[str] = []
-        for value in self._by_name.get(name.lower(), ()):
-            found.extend(part.strip().lower() for part in value.split(",") if part.strip())
-        return found
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._by_name
-
-    def items(self) -> list[tuple[str, str]]:
-        """Every (name, value) pair as received, names in their original case."""
-        return list(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Headers):
-            return NotImplemented
-        return self._items == other._items
-
-    def __hash__(self) -> int:
-        return hash(self._items)  # immutable after construction, so Request stays hashable
-
-    def __repr__(self) -> str:
-        return f"Headers({list(self._items)!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A parsed HTTP/1.1 (or, if allowed, HTTP/1.0) request head."""
-
-    method: str
-    target: str  # as sent, e.g. "/chat?room=1"
-    path: str  # the target before "?", not percent-decoded, e.g. "/chat"
-    query: str  # the target after the first "?", "" if none
-    headers: Headers
-    body_length: int  # Content-Length, or 0 without one
-    version: str = "HTTP/1.1"  # "HTTP/1.0" only when parse_request was told to allow it
-
-
-class HandshakeError(Exception):
-    """The request must be refused with an HTTP status; `response()` gives the bytes to send
-    before closing."""
-
-    def __init__(self, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(status, message)
-        self.status = int(status)  # a plain int even when given an HTTPStatus
-        self.message = message
-        self.headers: tuple[tuple[str, str], ...] = tuple(headers)
-
-    def __str__(self) -> str:
-        return f"{self.status} {_reason_phrase(self.status)}: {self.message}"
-
-    def response(self) -> bytes:
-        """The complete response: status line, headers, and the message as a text/plain body."""
-        body = f"{self.message}\n".encode()
-        return http_response(self.status, body, "text/plain; charset=utf-8", self.headers)
-
-
-def find_head_end(
-    buffer: bytes | bytearray, max_head_bytes: int = defaults.MAX_REQUEST_HEAD_BYTES
-) -> int | None:
-    """Offset just past the blank line ending the request head, or None while incomplete.
-
-    Raises HandshakeError(431) once the buffer holds max_head_bytes without the end. Only CRLF
-    line endings count: a bare-LF request never completes and runs into the limit or the
-    handshake timeout, like any other malformed request.
-    """
-    # Searching only the first max_head_bytes keeps each call bounded however much a peer sends.
-    end = buffer.find(b"\r\n\r\n", 0, max_head_bytes)
-    if end >= 0:
-        return end + 4
-    if len(buffer) >= max_head_bytes:
-        raise HandshakeError(
-            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-            f"the request head is larger than {max_head_bytes} bytes",
-        )
-    return None
-
-
-def parse_request(
-    head: bytes,
-    max_header_lines: int = defaults.MAX_HEADER_LINES,
-    *,
-    allow_http_1_0: bool = False,
-    allow_transfer_encoding: bool = False,
-) -> Request:
-    """Parse a complete request head (request line + headers + CRLF CRLF).
-
-    Raises HandshakeError: 400 on anything malformed, 431 on more than max_header_lines headers.
-    `allow_http_1_0` also takes "HTTP/1.0" request lines, which may omit Host (RFC 9112 3.2).
-    `allow_transfer_encoding` takes a Transfer-Encoding header instead of refusing it: only for
-    a caller that never reads a request body and closes the connection after such a request.
-    """
-    if not head.endswith(b"\r\n\r\n"):
-        raise _bad_request("the request head does not end with an empty line")
-    request_line, *header_lines = head[:-4].split(b"\r\n")
-    if len(header_lines) > max_header_lines:
-        raise HandshakeError(
-            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-            f"the request has more than {max_header_lines} header lines",
-        )
-
-    matched = _REQUEST_LINE_RE.fullmatch(request_line)
-    if matched is None or (matched.group(3) != b"HTTP/1.1" and not allow_http_1_0):
-        raise _bad_request("the request line is not 'METHOD /path HTTP/1.1'")
-    # The groups matched ASCII-only patterns, so these decodes cannot fail.
-    method = matched.group(1).decode("ascii")
-    target = matched.group(2).decode("ascii")
-    version = matched.group(3).decode("ascii")
-    path, _, query = target.partition("?")
-
-    headers = Headers([_parse_header_line(line) for line in header_lines])
-
-    # RFC 9112 section 3.2: exactly one Host, and a valid one. Refusing a bad Host here means
-    # origin_allowed() only ever compares against a host this module itself has parsed.
-    # An HTTP/1.0 request may have none (HTTP/1.0 predates Host), but not two or a bad one.
-    hosts = headers.get_all("Host")
-    if len(hosts) != 1 and not (version == "HTTP/1.0" and not hosts):
-        raise _bad_request("the request needs exactly one Host header")
-    if hosts and _parse_authority(hosts[0]) is None:
-        raise _bad_request("the Host header is not a valid host[:port]")
-
-    # RFC 9112 section 6.1 and 6.3: Transfer-Encoding would need chunked decoding and, combined
-    # with Content-Length, is the classic request-smuggling vector; nothing here needs it.
-    if "Transfer-Encoding" in headers and not allow_transfer_encoding:
-        raise _bad_request("Transfer-Encoding is not supported")
-
-    return Request(method, target, path, query, headers, _content_length(headers), version)
 
 
 def accept_key(key: str) -> str:
@@ -247,7 +63,7 @@ def is_upgrade(request: Request) -> bool:
 
 
 def check_upgrade(request: Request, allowed_origins: frozenset[str] = frozenset()) -> str:
-    """Validate an upgrade request; return the Sec-WebSocket-Accept value, or raise HandshakeError.
+    """Validate an upgrade request; return the Sec-WebSocket-Accept value, or raise HttpError.
 
     The checks run in a fixed order, so a request with several faults always gets the same
     answer: method (405), Upgrade (426), Connection (400), version (426), key (400), body (400),
@@ -255,13 +71,13 @@ def check_upgrade(request: Request, allowed_origins: frozenset[str] = frozenset(
     """
     headers = request.headers
     if request.method != "GET":
-        raise HandshakeError(
+        raise HttpError(
             HTTPStatus.METHOD_NOT_ALLOWED,
             f"a WebSocket handshake uses GET, not {request.method}",
             [("Allow", "GET")],
         )
     if not is_upgrade(request):
-        raise HandshakeError(
+        raise HttpError(
             HTTPStatus.UPGRADE_REQUIRED,
             UPGRADE_REQUIRED_MESSAGE,
             [
@@ -273,7 +89,7 @@ def check_upgrade(request: Request, allowed_origins: frozenset[str] = frozenset(
     if "upgrade" not in headers.tokens("Connection"):
         raise _bad_request("a WebSocket handshake needs 'Connection: Upgrade'")
     if headers.get_all("Sec-WebSocket-Version") != [WEBSOCKET_VERSION]:
-        raise HandshakeError(
+        raise HttpError(
             HTTPStatus.UPGRADE_REQUIRED,
             f"only WebSocket version {WEBSOCKET_VERSION} (RFC 6455) is supported",
             [("Sec-WebSocket-Version", WEBSOCKET_VERSION)],
@@ -285,8 +101,11 @@ def check_upgrade(request: Request, allowed_origins: frozenset[str] = frozenset(
     # would be misread as frames; websockets refuses it for the same reason.
     if request.body_length != 0:
         raise _bad_request("a WebSocket handshake has no request body")
-    if not origin_allowed(headers.get("Origin"), headers.get("Host"), allowed_origins):
-        raise HandshakeError(
+    origin = headers.get("Origin")
+    if not origin_allowed(origin, headers.get("Host"), allowed_origins):
+        if origin is not None and origin.strip().lower() == "null":
+            raise HttpError(HTTPStatus.FORBIDDEN, NULL_ORIGIN_MESSAGE)
+        raise HttpError(
             HTTPStatus.FORBIDDEN,
             "pages from this origin may not open a WebSocket here "
             "(start the server with --allow-origin to allow them)",
@@ -314,8 +133,8 @@ def origin_allowed(origin: str | None, host: str | None, allowed_origins: frozen
     matched = _ORIGIN_RE.fullmatch(origin.removesuffix("/"))
     if matched is None or matched.group(1).lower() not in _SAME_HOST_SCHEMES:
         return False
-    origin_authority = _parse_authority(matched.group(2))
-    host_authority = _parse_authority(host)
+    origin_authority = parse_authority(matched.group(2))
+    host_authority = parse_authority(host)
     if origin_authority is None or host_authority is None:
         return False
     return origin_authority[0] == host_authority[0]
@@ -332,68 +151,8 @@ def response_101(accept: str) -> bytes:
     ).encode("ascii")
 
 
-def http_response(
-    status: int, body: bytes, content_type: str, headers: Sequence[tuple[str, str]] = ()
-) -> bytes:
-    """A complete HTTP/1.1 response that ends the connection.
-
-    `headers` go first, then Content-Type, Content-Length and "Connection: close", which are
-    always added here and so must not be in `headers`. A header name that is not a token, or a
-    value with a control character, raises ValueError: that would be a bug in the caller, and
-    letting it through would let a CR LF split the response.
-    """
-    fields = [*headers, ("Content-Type", content_type)]
-    fields += [("Content-Length", str(len(body))), ("Connection", "close")]
-    lines = [f"HTTP/1.1 {int(status)} {_reason_phrase(status)}"]
-    for name, value in fields:
-        if _STR_TOKEN_RE.fullmatch(name) is None:
-            raise ValueError(f"invalid HTTP header name: {name!r}")
-        if _STR_FIELD_VALUE_RE.fullmatch(value) is None:
-            raise ValueError(f"invalid HTTP header value: {value!r}")
-        lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _reason_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""  # RFC 9112 section 4 allows an empty reason phrase
-
-
-def _bad_request(message: str) -> HandshakeError:
-    return HandshakeError(HTTPStatus.BAD_REQUEST, message)
-
-
-def _parse_header_line(line: bytes) -> tuple[str, str]:
-    if line[:1] in (b" ", b"\t"):
-        raise _bad_request("obsolete line folding is not supported")
-    raw_name, colon, raw_value = line.partition(b":")
-    if not colon:
-        raise _bad_request("a header line has no ':'")
-    # RFC 9112 section 5.1: whitespace before the colon must be refused, hence fullmatch.
-    if _TOKEN_RE.fullmatch(raw_name) is None:
-        raise _bad_request("a header name is not a valid token")
-    raw_value = raw_value.strip(b" \t")
-    if _FIELD_VALUE_RE.fullmatch(raw_value) is None:
-        raise _bad_request("a header value contains a control character")
-    # Names are ASCII by the token pattern. Values may carry obs-text, which RFC 9110 5.5 says
-    # to treat as opaque; latin-1 maps each byte to one character and cannot fail.
-    return raw_name.decode("ascii"), raw_value.decode("latin-1")
-
-
-def _content_length(headers: Headers) -> int:
-    values = headers.get_all("Content-Length")
-    if not values:
-        return 0
-    # RFC 9112 section 6.3 allows merging repeated identical values; refusing them is simpler
-    # and no client that matters sends them.
-    if len(values) > 1:
-        raise _bad_request("the request has more than one Content-Length header")
-    raw = values[0].encode("latin-1")
-    if _DIGITS_RE.fullmatch(raw) is None or len(raw) > MAX_CONTENT_LENGTH_DIGITS:
-        raise _bad_request("Content-Length is not a number of bytes")
-    return int(raw)
+def _bad_request(message: str) -> HttpError:
+    return HttpError(HTTPStatus.BAD_REQUEST, message)
 
 
 def _is_valid_key(key: str) -> bool:
@@ -406,27 +165,3 @@ def _is_valid_key(key: str) -> bool:
 
 def _normalize_origin(origin: str) -> str:
     return origin.lower().removesuffix("/")
-
-
-def _parse_authority(authority: str) -> tuple[str, int | None] | None:
-    """Split "host[:port]" into a lower-cased host name and a port; None if it is not one.
-
-    IPv6 literals keep their brackets and are put in compressed form, so that "[::1]" and
-    "[0:0::1]" name the same host; an invalid literal is refused. Port 0 and ports above 65535
-    are refused. No IDN mapping or DNS is involved: names are compared as the bytes sent.
-    """
-    matched = _AUTHORITY_RE.fullmatch(authority)
-    if matched is None:
-        return None
-    host, port_text = matched.group(1).lower(), matched.group(2)
-    if host.startswith("["):
-        try:
-            host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
-        except ValueError:
-            return None
-    if port_text is None:
-        return host, None
-    port = int(port_text)
-    if not 0 < port <= 65535:
-        return None
-    return host, port

@@ -54,10 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The server logs a handler's traceback; the tests read it from this process's output.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    server = Server(Settings(port=args.port), routes={"/": Faulty, "/timer-bug": TimerBug})
-    # The same ready line as `python -m echo_server ws`, so tests/support.py can read the port.
-    print(f"echo_server: WebSocket server listening on ws://127.0.0.1:{server.port}/", flush=True)
-    return server.serve_forever_until_signalled()
+    server = Server(Settings(port=args.port), {"/": Faulty, "/timer-bug": TimerBug})
+
+    def ready() -> None:
+        # The same ready line as `python -m echo_server ws`, so tests/support.py reads the port.
+        print(
+            f"echo_server: WebSocket server listening on ws://127.0.0.1:{server.port}/", flush=True
+        )
+
+    return server.serve_forever_until_signalled(on_ready=ready)
 
 
 if __name__ == "__main__":
