@@ -39,6 +39,7 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 conformance: install  ## the Autobahn|Testsuite, cases 1-10; report in reports/autobahn/
 	bash conformance/install.sh
