@@ -1,4 +1,4 @@
-"""The layer check of `make lint` (import-linter's contracts in pyproject.toml), and what it rejects.
+"""The layer check of `make lint` (import-linter's contracts in pyproject.toml): what it rejects.
 
 The contracts are run on the package as it is (they must hold), and on copies of it with one
 import added, the way a change could bring the knot back: an upward import (also under
@@ -65,7 +65,9 @@ def test_a_core_module_importing_the_app_is_rejected(copy: Path) -> None:
 def test_an_upward_import_only_for_type_hints_is_rejected_too(copy: Path) -> None:
     add_line(
         copy / "echo_server/core/server.py",
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from echo_server.app.app import App",
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from echo_server.app.app import App",
     )
     result = lint_imports(copy)
     assert result.returncode == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -103,6 +104,7 @@ def test_a_readable_socket_calls_its_callback_with_the_mask(loop: Loop) -> None:
 
 def test_interest_can_change_and_zero_events_unregisters(loop: Loop) -> None:
     left, right = socket.socketpair()
+    before = loop.registered
     with left, right:
         loop.set_interest(left, EVENT_READ | EVENT_WRITE, lambda mask: None)
         assert loop.interest(left) == EVENT_READ | EVENT_WRITE
@@ -110,7 +112,7 @@ def test_interest_can_change_and_zero_events_unregisters(loop: Loop) -> None:
         assert loop.interest(left) == EVENT_WRITE
         loop.set_interest(left, 0, lambda mask: None)
         assert loop.interest(left) == 0
-        assert loop.registered == 0
+        assert loop.registered == before
         loop.forget(left)  # forgetting an unregistered socket is harmless
 
 
@@ -350,3 +352,18 @@ def test_forgetting_a_socket_after_the_loop_is_closed_is_harmless() -> None:
         loop.set_interest(left, EVENT_READ, lambda mask: None)
         loop.close()
         loop.forget(left)
+
+
+def test_another_thread_can_hand_the_loop_a_callback(loop: Loop) -> None:
+    seen: list[str] = []
+
+    def from_the_loop() -> None:
+        seen.append(threading.current_thread().name)
+        loop.stop()
+
+    thread = threading.Thread(target=lambda: loop.call_soon_threadsafe(from_the_loop))
+    loop.call_later(5.0, loop.stop)  # bound: the test ends even if the wakeup is lost
+    thread.start()
+    loop.run()  # without a timer due soon, only the wakeup can end this wait in time
+    thread.join()
+    assert seen == [threading.main_thread().name]

@@ -207,8 +207,13 @@ class Loop:
         self._signal_callbacks: dict[int, Callback] = {}
         self._previous_handlers: dict[int, Any] = {}  # put back by close()
         self._pending_signals: list[int] = []
-        self._wakeup_reader: socket.socket | None = None
-        self._wakeup_writer: socket.socket | None = None
+        # Callbacks handed over by other threads (or signal handlers): list.append is atomic.
+        self._threadsafe: list[Callback] = []
+        # Written to wake the poller: by signal.set_wakeup_fd, and by call_soon_threadsafe.
+        self._wakeup_reader, self._wakeup_writer = socket.socketpair()
+        self._wakeup_reader.setblocking(False)
+        self._wakeup_writer.setblocking(False)
+        self.set_interest(self._wakeup_reader, EVENT_READ, self._drain_wakeup)
 
     @staticmethod
     def time() -> float:
@@ -320,13 +325,12 @@ class Loop:
     # Signals.
 
     def on_signal(self, signum: int, callback: Callback) -> None:
-        """Run `callback` in the loop (not in the signal handler) when `signum` arrives."""
-        if self._wakeup_reader is None:
-            self._wakeup_reader, self._wakeup_writer = socket.socketpair()
-            self._wakeup_reader.setblocking(False)
-            self._wakeup_writer.setblocking(False)
+        """Run `callback` in the loop (not in the signal handler) when `signum` arrives.
+
+        Main thread only, as Python's signal handlers are.
+        """
+        if not self._signal_callbacks:
             signal.set_wakeup_fd(self._wakeup_writer.fileno(), warn_on_full_buffer=False)
-            self.set_interest(self._wakeup_reader, EVENT_READ, self._drain_wakeup)
         self._signal_callbacks[signum] = callback
         previous = signal.signal(signum, self._note_signal)
         self._previous_handlers.setdefault(signum, previous)
@@ -335,12 +339,21 @@ class Loop:
         # Only note it: the loop runs the callback at its next safe point.
         self._pending_signals.append(signum)
 
+    def call_soon_threadsafe(self, callback: Callback) -> None:
+        """Run `callback` in the loop's next turn; safe from another thread or a signal handler
+        (it only appends to a list and writes a byte)."""
+        self._threadsafe.append(callback)
+        with contextlib.suppress(OSError):  # full (a wakeup is pending anyway) or closed
+            self._wakeup_writer.send(b"\0")
+
     def _drain_wakeup(self, mask: int) -> None:
-        assert self._wakeup_reader is not None
         with contextlib.suppress(BlockingIOError, InterruptedError):
             while self._wakeup_reader.recv(4096):
                 pass
         self._run_signals()
+        if self._threadsafe:
+            handed, self._threadsafe = self._threadsafe, []
+            self._soon.extend(handed)
 
     def _run_signals(self) -> None:
         signals, self._pending_signals = self._pending_signals, []
@@ -425,15 +438,14 @@ class Loop:
             self._unregister(fd)
 
     def close(self) -> None:
-        if self._wakeup_writer is not None:
+        if self._signal_callbacks:
             signal.set_wakeup_fd(-1)
             for signum, previous in self._previous_handlers.items():
                 signal.signal(signum, signal.SIG_DFL if previous is None else previous)
-            for sock in (self._wakeup_reader, self._wakeup_writer):
-                if sock is not None:
-                    self.forget(sock)
-                    sock.close()
-            self._wakeup_reader = self._wakeup_writer = None
+            self._signal_callbacks.clear()
+        for sock in (self._wakeup_reader, self._wakeup_writer):
+            self.forget(sock)
+            sock.close()
         self._interest.clear()  # forget() after close() is then a harmless no-op
         self._callbacks.clear()
         self.poller.close()

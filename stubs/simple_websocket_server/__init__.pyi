@@ -2,9 +2,22 @@
 import socket
 from collections import deque
 from collections.abc import Mapping
+from email.message import Message
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 __all__ = ["WebSocket", "WebSocketServer"]
+
+STREAM: int
+TEXT: int
+BINARY: int
+CLOSE: int
+PING: int
+PONG: int
+
+class HTTPRequest(BaseHTTPRequestHandler):
+    headers: Message
+    def __init__(self, request_text: bytes) -> None: ...
 
 class WebSocket:
     server: Any
