@@ -1,20 +1,32 @@
 # echo_server: `make demo` runs it, `make test` tests it; every target sets up .venv first.
+# The servers need only the runtime dependencies; the test, lint and bench tools come with
+# `make dev` (which test, lint and bench set up themselves).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 PYTEST_ARGS ?=
 QUICK ?=
 
-.PHONY: install ws web demo lan cluster test lint conformance bench clean
+.PHONY: install dev ws web demo lan cluster test lint conformance bench dist clean
 
-install: $(STAMP)
+install: $(RUNTIME)  ## the venv with what the servers need
 
-$(STAMP): pyproject.toml
+dev: $(DEV)  ## the venv with the test, lint and bench tools too
+
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
-	touch $(STAMP)
+
+$(RUNTIME): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e .
+	touch $(RUNTIME)
+
+$(DEV): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[test,bench]'
+	touch $(RUNTIME) $(DEV)
 
 ws: install  ## the WebSocket server on 127.0.0.1:8001 (console 1)
 	$(PY) -m echo_server ws $(ARGS)
@@ -31,22 +43,27 @@ lan: install  ## both servers, reachable from the local network
 cluster: install  ## redis-server and two workers behind one port, with the page server
 	bash scripts/cluster.sh $(ARGS)
 
-test: install
+test: dev
 	-bash conformance/install.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: dev
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-conformance: install  ## the Autobahn|Testsuite, cases 1-10; report in reports/autobahn/
+conformance: dev  ## the Autobahn|Testsuite, cases 1-10; report in reports/autobahn/
 	bash conformance/install.sh
 	$(PY) conformance/run.py $(ARGS)
 
-bench: install  ## side by side with the peers; QUICK=1 for a smoke run
+bench: dev  ## side by side with the peers; QUICK=1 for a smoke run
 	$(PY) -m bench $(if $(QUICK),--quick) $(ARGS)
 
+dist: $(VENV)/bin/python  ## the wheel, in dist/ (pip install dist/*.whl; the page ships inside)
+	rm -rf dist build
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir dist .
+	ls dist
+
 clean:
-	rm -rf $(VENV) .autobahn reports tests/artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .autobahn reports tests/artifacts .pytest_cache .mypy_cache .ruff_cache dist build

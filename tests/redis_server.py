@@ -22,6 +22,7 @@ from typing import Any
 
 import hiredis
 import pytest
+from support import free_port
 
 from echo_server.cluster.redisbus import Arg, encode_command
 
@@ -36,12 +37,6 @@ def require_redis_server() -> None:
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def command(port: int, *args: Arg, db: int = 0, password: str | None = None) -> Any:

@@ -136,6 +136,25 @@ def run_cli(args: Sequence[str], timeout_s: float = 30.0) -> subprocess.Complete
     )
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick), for a command that cannot take 0."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports, held open together while they are picked."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """Nothing listens there, and a server could bind it again (as servers do, SO_REUSEADDR)."""
     with socket.socket() as probe:

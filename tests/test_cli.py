@@ -13,15 +13,9 @@ from pathlib import Path
 
 import pytest
 from conftest import StartServer
-from support import REPO, port_is_free, run_cli, wait_until
+from support import REPO, free_port, port_is_free, run_cli, wait_until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def echo_once(url: str) -> str:

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from support import REPO, open_websocket, port_is_free, wait_until
+from support import REPO, free_port, open_websocket, port_is_free, wait_until
 
 DEMO = (sys.executable, "-m", "echo_server", "demo")
 START_TIMEOUT_S = 30.0
@@ -35,12 +35,6 @@ CTRL_C_TRIES = 50
 CTRL_C_TRIES_AT_ONCE = 4
 PORT_ATTEMPTS = 3  # free ports are picked, then bound by the servers: another may take them
 STARTED_RE = re.compile(r"started the (WebSocket server|page server) \(pid (\d+)\)")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def is_gone(pid: int) -> bool:

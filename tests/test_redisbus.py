@@ -21,7 +21,8 @@ from typing import Any
 
 import hiredis
 import pytest
-from redis_server import RedisServer, free_port, running_redis
+from redis_server import RedisServer, running_redis
+from support import free_port
 
 from echo_server.cluster.redisbus import (
     Limits,

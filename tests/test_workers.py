@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import StartServer
-from support import REPO, ServerProcess, port_is_free, run_cli, wait_until
+from support import REPO, ServerProcess, free_port, port_is_free, run_cli, wait_until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -91,12 +90,6 @@ def is_running(pid: int) -> bool:
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def kill_worker(pid: int) -> None:
