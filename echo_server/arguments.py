@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -98,3 +98,81 @@ def header_token(text: str) -> str:
             "the token must be visible ASCII characters, no spaces (it travels in an HTTP header)"
         )
     return text
+
+
+class Repeatable(argparse.Action):
+    """A repeatable option (like action="append"), whose values given on the command line
+    replace its default (which may come from the environment) instead of adding to it."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        given = f"_{self.dest}_given"  # set once the command line has given one
+        items = (
+            list(getattr(namespace, self.dest, None) or [])
+            if getattr(namespace, given, False)
+            else []
+        )
+        items.append(values)
+        setattr(namespace, self.dest, items)
+        setattr(namespace, given, True)
+
+
+# Options from the environment: ECHO_SERVER_<OPTION>, the command line winning.
+
+ENVIRONMENT_PREFIX = "ECHO_SERVER_"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+def environment_name(option: str) -> str:
+    """`--max-connections` -> `ECHO_SERVER_MAX_CONNECTIONS`."""
+    return ENVIRONMENT_PREFIX + option.lstrip("-").replace("-", "_").upper()
+
+
+def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) -> None:
+    """Make ECHO_SERVER_<OPTION> the default of each visible long option of `parser`.
+
+    The value is checked as the command-line word would be (a bad one is a one-line usage
+    error naming the variable); a flag takes 1/true/yes/on or 0/false/no/off; a repeatable
+    option takes several values separated by spaces. The command line still wins.
+    """
+    for action in parser._actions:
+        longs = [flag for flag in action.option_strings if flag.startswith("--")]
+        if not longs or action.help == argparse.SUPPRESS or action.dest == "help":
+            continue
+        name = environment_name(longs[0])
+        if name not in environ:
+            continue
+        try:
+            value = _environment_value(action, environ[name])
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"{name}: {error}")
+        parser.set_defaults(**{action.dest: value})
+
+
+def _environment_value(action: argparse.Action, text: str) -> object:
+    if isinstance(action, argparse._StoreTrueAction):
+        word = text.strip().lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            raise argparse.ArgumentTypeError(f"not yes or no: {text!r}")
+        return word in TRUE_WORDS
+    if isinstance(action, argparse._AppendAction | Repeatable):
+        return [_convert(action, word) for word in text.split()]
+    return _convert(action, text)
+
+
+def _convert(action: argparse.Action, text: str) -> object:
+    convert = action.type if callable(action.type) else str
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a valid value: {text!r}") from None
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {choices}")
+    return value

@@ -9,15 +9,20 @@ from __future__ import annotations
 import argparse
 import importlib.resources
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from echo_server import client, defaults, demo, netinfo
 from echo_server.addresses import url_host
 from echo_server.app.app import App
 from echo_server.arguments import (
     OneLineParser,
+    Repeatable,
+    apply_environment,
     byte_size,
     existing_dir,
     existing_file,
@@ -29,7 +34,7 @@ from echo_server.arguments import (
 )
 from echo_server.cluster import node, redisbus, workers
 from echo_server.core.listen import make_tls_context
-from echo_server.core.loop import Loop
+from echo_server.core.loop import BEST_SELECTOR, SELECTORS, Loop
 from echo_server.settings import Settings
 from echo_server.web import Limits, PageServer
 
@@ -39,143 +44,54 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_ROOT = Path(str(importlib.resources.files("echo_server") / "www"))
 
 
-def add_bind_options(parser: argparse.ArgumentParser, port: int, what: str) -> None:
-    parser.add_argument(
-        "--host", default=None, help=f"address to listen on (default {defaults.LOCAL_HOST})"
-    )
-    parser.add_argument(
-        "--port", type=port_number, default=port, help=f"{what} port, 0 = any free (default {port})"
-    )
-    parser.add_argument(
-        "--lan",
-        action="store_true",
-        help="listen on every interface and print the URLs other machines can open",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=LOG_LEVELS,
-        default="info",
-        help="how much to log on stderr (default info)",
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: its flag and what argparse needs to know of it."""
+
+    flag: str
+    help: str
+    convert: Callable[[str], Any] | None = None  # argparse's `type`
+    default: Any = None
+    metavar: str | None = None
+    action: str | type[argparse.Action] | None = None
+    choices: Sequence[str] | None = None
+
+    def add_to(self, group: argparse._ActionsContainer) -> None:
+        extra: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("type", self.convert),
+                ("metavar", self.metavar),
+                ("action", self.action),
+                ("choices", self.choices),
+            )
+            if value is not None
+        }
+        group.add_argument(self.flag, default=self.default, help=self.help, **extra)
+
+
+def bind_options(port: int, what: str) -> tuple[Option, ...]:
+    return (
+        Option("--host", f"address to listen on (default {defaults.LOCAL_HOST})"),
+        Option("--port", f"{what} port, 0 = any free (default {port})", port_number, port, "N"),
+        Option(
+            "--lan",
+            "listen on every interface and print the URLs other machines can open",
+            default=False,
+            action="store_true",
+        ),
+        Option(
+            "--log-level",
+            "how much to log on stderr (default info)",
+            default="info",
+            choices=LOG_LEVELS,
+        ),
     )
 
 
-def add_ws_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("WebSocket limits and timeouts")
-    option = group.add_argument
-    option(
-        "--max-connections",
-        type=positive_int,
-        default=defaults.MAX_CONNECTIONS,
-        metavar="N",
-        help=f"answer 503 past N open connections (default {defaults.MAX_CONNECTIONS})",
-    )
-    option(
-        "--handshake-timeout",
-        type=seconds,
-        default=defaults.HANDSHAKE_TIMEOUT_S,
-        metavar="S",
-        help=f"close sockets not upgraded in S s (default {defaults.HANDSHAKE_TIMEOUT_S:g})",
-    )
-    option(
-        "--ping-interval",
-        type=seconds,
-        default=defaults.PING_INTERVAL_S,
-        metavar="S",
-        help=f"ping each client every S s (default {defaults.PING_INTERVAL_S:g})",
-    )
-    option(
-        "--ping-timeout",
-        type=seconds,
-        default=defaults.PING_TIMEOUT_S,
-        metavar="S",
-        help=f"close with 1011 when a pong is S s late (default {defaults.PING_TIMEOUT_S:g})",
-    )
-    option(
-        "--close-timeout",
-        type=seconds,
-        default=defaults.CLOSE_TIMEOUT_S,
-        metavar="S",
-        help=f"drop a client not answering our close in S s (default {defaults.CLOSE_TIMEOUT_S:g})",
-    )
-    option(
-        "--max-message-size",
-        type=byte_size,
-        default=defaults.MAX_MESSAGE_BYTES,
-        metavar="BYTES",
-        help="close with 1009 past this message size, fragments added up (default 1MiB)",
-    )
-    option(
-        "--write-limit",
-        type=byte_size,
-        default=defaults.WRITE_LIMIT_BYTES,
-        metavar="BYTES",
-        help="stop reading a client whose unsent data passes this (default 1MiB)",
-    )
-    option(
-        "--rate-limit",
-        type=rate,
-        default=defaults.RATE_LIMIT_PER_S,
-        metavar="N",
-        help=f"close a /chat client sending over N messages/s with 1008; 0 = no limit "
-        f"(default {defaults.RATE_LIMIT_PER_S:g})",
-    )
-    option(
-        "--allow-origin",
-        action="append",
-        default=[],
-        metavar="ORIGIN",
-        help="also accept browser pages from ORIGIN (repeatable; * accepts any)",
-    )
-    option(
-        "--notify-token",
-        type=header_token,
-        metavar="TOKEN",
-        help="let other machines POST /notify with 'Authorization: Bearer TOKEN'",
-    )
-    option("--certfile", type=existing_file, metavar="PEM", help="TLS certificate, for wss://")
-    option("--keyfile", type=existing_file, metavar="PEM", help="TLS private key")
-    option(
-        "--redis",
-        type=redis_url,
-        metavar="URL",
-        help="share chat, tick and stream with other servers through redis://HOST:PORT/DB",
-    )
-    option(
-        "--workers",
-        type=workers.worker_count,
-        default=1,
-        metavar="N",
-        help="run N server processes sharing the port, one core each (default 1)",
-    )
-
-
-def add_web_limit_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("page server limits and timeouts")
-    option = group.add_argument
-    option(
-        "--max-connections-per-address",
-        type=positive_int,
-        default=defaults.WEB_MAX_CONNECTIONS_PER_ADDRESS,
-        metavar="N",
-        help="connections one client address may hold, of "
-        f"{defaults.WEB_MAX_CONNECTIONS}; raise it when many share one address (NAT) "
-        f"(default {defaults.WEB_MAX_CONNECTIONS_PER_ADDRESS})",
-    )
-    option(
-        "--request-timeout",
-        type=seconds,
-        default=defaults.WEB_REQUEST_TIMEOUT_S,
-        metavar="S",
-        help="close a connection whose request head is not complete in S s, or that "
-        f"takes no byte of a response for S s (default {defaults.WEB_REQUEST_TIMEOUT_S:g})",
-    )
-    option(
-        "--keep-alive-timeout",
-        type=seconds,
-        default=defaults.WEB_KEEP_ALIVE_TIMEOUT_S,
-        metavar="S",
-        help="close a connection idle for S s between requests "
-        f"(default {defaults.WEB_KEEP_ALIVE_TIMEOUT_S:g})",
+def ws_port_option(what: str) -> Option:
+    return Option(
+        "--ws-port", f"{what} (default {defaults.WS_PORT})", port_number, defaults.WS_PORT, "N"
     )
 
 
@@ -188,40 +104,169 @@ def redis_url(text: str) -> str:
     return text
 
 
-def build_parser() -> OneLineParser:
+# The WebSocket server's options (`ws`, and `demo`, which passes them on to its `ws`).
+WS_OPTIONS = (
+    Option(
+        "--max-connections",
+        f"answer 503 past N open connections (default {defaults.MAX_CONNECTIONS})",
+        positive_int,
+        defaults.MAX_CONNECTIONS,
+        "N",
+    ),
+    Option(
+        "--handshake-timeout",
+        f"close sockets not upgraded in S s (default {defaults.HANDSHAKE_TIMEOUT_S:g})",
+        seconds,
+        defaults.HANDSHAKE_TIMEOUT_S,
+        "S",
+    ),
+    Option(
+        "--ping-interval",
+        f"ping each client every S s (default {defaults.PING_INTERVAL_S:g})",
+        seconds,
+        defaults.PING_INTERVAL_S,
+        "S",
+    ),
+    Option(
+        "--ping-timeout",
+        f"close with 1011 when a pong is S s late (default {defaults.PING_TIMEOUT_S:g})",
+        seconds,
+        defaults.PING_TIMEOUT_S,
+        "S",
+    ),
+    Option(
+        "--close-timeout",
+        f"drop a client not answering our close in S s (default {defaults.CLOSE_TIMEOUT_S:g})",
+        seconds,
+        defaults.CLOSE_TIMEOUT_S,
+        "S",
+    ),
+    Option(
+        "--max-message-size",
+        "close with 1009 past this message size, fragments added up (default 1MiB)",
+        byte_size,
+        defaults.MAX_MESSAGE_BYTES,
+        "BYTES",
+    ),
+    Option(
+        "--write-limit",
+        "stop reading a client whose unsent data passes this (default 1MiB)",
+        byte_size,
+        defaults.WRITE_LIMIT_BYTES,
+        "BYTES",
+    ),
+    Option(
+        "--rate-limit",
+        "close a /chat client sending over N messages/s with 1008; 0 = no limit "
+        f"(default {defaults.RATE_LIMIT_PER_S:g})",
+        rate,
+        defaults.RATE_LIMIT_PER_S,
+        "N",
+    ),
+    Option(
+        "--allow-origin",
+        "also accept browser pages from ORIGIN (repeatable; * accepts any, null a file)",
+        default=[],
+        metavar="ORIGIN",
+        action=Repeatable,
+    ),
+    Option(
+        "--notify-token",
+        "let other machines POST /notify with 'Authorization: Bearer TOKEN'",
+        header_token,
+        metavar="TOKEN",
+    ),
+    Option("--certfile", "TLS certificate, for wss://", existing_file, metavar="PEM"),
+    Option("--keyfile", "TLS private key", existing_file, metavar="PEM"),
+    Option(
+        "--redis",
+        "share chat, tick and stream with other servers through redis://HOST:PORT/DB",
+        redis_url,
+        metavar="URL",
+    ),
+    Option(
+        "--workers",
+        "run N server processes sharing the port, one core each; Linux (default 1)",
+        workers.worker_count,
+        1,
+        "N",
+    ),
+    Option(
+        "--selector",
+        f"the readiness API: {', '.join(SELECTORS)} (default {BEST_SELECTOR}, the best here)",
+        choices=tuple(SELECTORS),
+    ),
+)
+
+# The page server's limits (`web`).
+WEB_OPTIONS = (
+    Option(
+        "--max-connections-per-address",
+        "connections one client address may hold, of "
+        f"{defaults.WEB_MAX_CONNECTIONS}; raise it when many share one address (NAT) "
+        f"(default {defaults.WEB_MAX_CONNECTIONS_PER_ADDRESS})",
+        positive_int,
+        defaults.WEB_MAX_CONNECTIONS_PER_ADDRESS,
+        "N",
+    ),
+    Option(
+        "--request-timeout",
+        "close a connection whose request head is not complete in S s, or that "
+        f"takes no byte of a response for S s (default {defaults.WEB_REQUEST_TIMEOUT_S:g})",
+        seconds,
+        defaults.WEB_REQUEST_TIMEOUT_S,
+        "S",
+    ),
+    Option(
+        "--keep-alive-timeout",
+        "close a connection idle for S s between requests "
+        f"(default {defaults.WEB_KEEP_ALIVE_TIMEOUT_S:g})",
+        seconds,
+        defaults.WEB_KEEP_ALIVE_TIMEOUT_S,
+        "S",
+    ),
+)
+
+ENVIRONMENT_EPILOG = (
+    "Every option can also be set in the environment, as ECHO_SERVER_<OPTION> "
+    "(ECHO_SERVER_MAX_CONNECTIONS=500, ECHO_SERVER_LAN=1); the command line wins."
+)
+
+
+def add_options(
+    parser: argparse.ArgumentParser, options: Sequence[Option], title: str | None = None
+) -> None:
+    group = parser.add_argument_group(title) if title else parser
+    for option in options:
+        option.add_to(group)
+
+
+def build_parser(environ: dict[str, str] | None = None) -> OneLineParser:
     parser = OneLineParser(prog=PROG, description="WebSocket echo server and its test page.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    ws = commands.add_parser("ws", help="run the WebSocket server")
-    add_bind_options(ws, defaults.WS_PORT, "WebSocket")
-    add_ws_options(ws)
+    ws = commands.add_parser("ws", help="run the WebSocket server", epilog=ENVIRONMENT_EPILOG)
+    add_options(ws, bind_options(defaults.WS_PORT, "WebSocket"))
+    add_options(ws, WS_OPTIONS, "WebSocket limits and timeouts")
     workers.add_worker_options(ws)
 
-    web = commands.add_parser("web", help="run the page server")
-    add_bind_options(web, defaults.WEB_PORT, "page")
+    web = commands.add_parser("web", help="run the page server", epilog=ENVIRONMENT_EPILOG)
+    add_options(web, bind_options(defaults.WEB_PORT, "page"))
     workers.add_control_option(web)  # given by `demo`; run_web: workers.follow_parent(...)
-    web.add_argument(
-        "--ws-port",
-        type=port_number,
-        default=defaults.WS_PORT,
-        help=f"the WebSocket port the page connects to (default {defaults.WS_PORT})",
-    )
+    add_options(web, [ws_port_option("the WebSocket port the page connects to")])
     web.add_argument("--root", type=existing_dir, default=DEFAULT_ROOT, help="folder to serve")
-    add_web_limit_options(web)
+    add_options(web, WEB_OPTIONS, "page server limits and timeouts")
 
-    demo = commands.add_parser("demo", help="run both servers")
-    add_bind_options(demo, defaults.WEB_PORT, "page")
-    demo.add_argument(
-        "--ws-port",
-        type=port_number,
-        default=defaults.WS_PORT,
-        help=f"WebSocket port (default {defaults.WS_PORT})",
-    )
-    add_ws_options(demo)
+    demo = commands.add_parser("demo", help="run both servers", epilog=ENVIRONMENT_EPILOG)
+    add_options(demo, bind_options(defaults.WEB_PORT, "page"))
+    add_options(demo, [ws_port_option("WebSocket port")])
+    add_options(demo, WS_OPTIONS, "WebSocket limits and timeouts")
 
     client.add_arguments(
         commands.add_parser("client", help="a terminal WebSocket client, like wscat")
     )
+    for command in (ws, web, demo):
+        apply_environment(command, dict(os.environ if environ is None else environ))
     return parser
 
 
@@ -242,6 +287,7 @@ def ws_settings(args: argparse.Namespace) -> Settings:
         keyfile=args.keyfile,
         notify_token=args.notify_token,
         redis_url=args.redis,
+        selector=args.selector,
         reuse_port=args.worker_index is not None,
         worker_index=args.worker_index or 0,
         workers=args.workers,
@@ -339,22 +385,7 @@ def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return demo.Demo(children, stop_timeout_s=stop_timeout_s).run()
 
 
-WS_PASSTHROUGH = (
-    "--max-connections",
-    "--handshake-timeout",
-    "--ping-interval",
-    "--ping-timeout",
-    "--close-timeout",
-    "--max-message-size",
-    "--write-limit",
-    "--rate-limit",
-    "--allow-origin",
-    "--certfile",
-    "--keyfile",
-    "--notify-token",
-    "--workers",
-    "--redis",
-)
+WS_PASSTHROUGH = frozenset(option.flag for option in WS_OPTIONS)
 
 
 def ws_passthrough(argv: Sequence[str]) -> list[str]:

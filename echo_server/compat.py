@@ -179,7 +179,7 @@ class WebSocketServer:
             ssl_context = ssl.SSLContext(ssl_version)
             ssl_context.load_cert_chain(certfile, keyfile)
         factory = type("HandlerConnection", (HandlerConnection,), {"facade": self})
-        self.loop = Loop(poller=self.settings.poller)
+        self.loop = Loop(selector=self.settings.selector)
         self.server = Server(
             self.settings, lambda path: factory, loop=self.loop, tls_context=ssl_context
         )

@@ -28,8 +28,8 @@ class Settings:
     redis_url: str | None = None  # --redis: fan out chat, tick and stream through Redis
     # --workers: this process is worker `worker_index` of `workers`, sharing the port with
     # the others (SO_REUSEPORT). A lone server is worker 0 of 1.
-    # The readiness API: None for the platform's best (epoll, kqueue), or "poll", "select".
-    poller: str | None = None
+    # The readiness API (--selector): None for the platform's best (epoll, kqueue), or a name.
+    selector: str | None = None
     reuse_port: bool = False
     worker_index: int = 0
     workers: int = 1

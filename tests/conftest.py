@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +12,27 @@ from playwright.sync_api import Browser, Page
 from support import ServerProcess, start
 
 StartServer = Callable[..., ServerProcess]
+
+
+# Modules marked `pytestmark = pytest.mark.usefixtures("each_selector")` run once with the
+# platform's best selector and once more with plain select() forced (ECHO_SERVER_SELECTOR, read
+# by every server they start): the design's select loop must hold what the best one does.
+SELECTORS_UNDER_TEST = (None, "select")
+
+
+@pytest.fixture(scope="module", params=SELECTORS_UNDER_TEST, ids=["best", "select"])
+def each_selector(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    name = "ECHO_SERVER_SELECTOR"
+    before = os.environ.get(name)
+    if request.param is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = request.param
+    yield request.param
+    if before is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = before
 
 
 @pytest.fixture

@@ -92,14 +92,16 @@ def start(
     expect_urls: int = 1,
     command: Sequence[str] = ECHO_SERVER,
     open_files_limit: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Start `python -m echo_server ARGS` (or another command) and wait for its ready line(s).
 
-    `open_files_limit` sets the child's hard RLIMIT_NOFILE, to run it out of descriptors.
+    `open_files_limit` sets the child's hard RLIMIT_NOFILE, to run it out of descriptors; `env`
+    adds to (or overrides) this process's environment.
     """
     limit = [] if open_files_limit is None else ["prlimit", f"--nofile={open_files_limit}"]
     argv = [*limit, *command, *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
 
     with tempfile.NamedTemporaryFile(prefix="echo_server-", suffix=".log", delete=False) as log:
         proc = subprocess.Popen(
@@ -124,7 +126,9 @@ def start(
     raise AssertionError(f"{argv} printed no ready line in {START_TIMEOUT_S} s:\n{server.output()}")
 
 
-def run_cli(args: Sequence[str], timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: Sequence[str], timeout_s: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m echo_server ARGS` to completion and capture what it printed."""
     return subprocess.run(
         [sys.executable, "-m", "echo_server", *args],
@@ -133,6 +137,7 @@ def run_cli(args: Sequence[str], timeout_s: float = 30.0) -> subprocess.Complete
         timeout=timeout_s,
         cwd=REPO,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import StartServer
-from support import REPO, free_port, port_is_free, run_cli, wait_until
-from websockets.exceptions import ConnectionClosed
+from support import REPO, ServerProcess, free_port, port_is_free, run_cli, wait_until
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 
 def echo_once(url: str) -> str:
@@ -155,3 +157,84 @@ def test_ctrl_c_during_start_up_stops_ws_with_status_0_and_no_traceback(tmp_path
             server.kill()
         server.wait()
     assert "Traceback" not in log.read_text()
+
+
+# Options from the environment, and --selector.
+
+
+def test_an_option_can_come_from_the_environment(start_server: StartServer) -> None:
+    server = start_server("ws", env={"ECHO_SERVER_PORT": "0", "ECHO_SERVER_SELECTOR": "poll"})
+    assert server.port != 8001
+    assert get_stats(server.port)["selector"] == "poll"
+
+
+def test_the_command_line_wins_over_the_environment(start_server: StartServer) -> None:
+    server = start_server(
+        "ws", "--port", "0", "--selector", "select", env={"ECHO_SERVER_SELECTOR": "poll"}
+    )
+    assert get_stats(server.port)["selector"] == "select"
+
+
+def test_a_flag_from_the_environment_takes_yes_or_no() -> None:
+    result = run_cli(["ws", "--port", "0", "--help"], env={"ECHO_SERVER_LAN": "maybe"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "echo-server ws: error: ECHO_SERVER_LAN: not yes or no: 'maybe' (see --help)"
+    )
+
+
+def test_a_bad_value_in_the_environment_is_one_line_naming_the_variable() -> None:
+    result = run_cli(["ws"], env={"ECHO_SERVER_MAX_CONNECTIONS": "lots"})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        "echo-server ws: error: ECHO_SERVER_MAX_CONNECTIONS: not a whole number: 'lots' "
+        "(see --help)"
+    )
+
+
+def test_a_repeatable_option_takes_several_values_and_the_command_line_replaces_them(
+    start_server: StartServer,
+) -> None:
+    env = {"ECHO_SERVER_ALLOW_ORIGIN": "https://one.example https://two.example"}
+    from_environment = start_server("ws", "--port", "0", env=env)
+    replaced = start_server("ws", "--port", "0", "--allow-origin", "https://three.example", env=env)
+    assert echo_with_origin(from_environment, "https://two.example") == "hi"
+    assert echo_with_origin(replaced, "https://three.example") == "hi"
+    with pytest.raises(InvalidStatus):
+        echo_with_origin(replaced, "https://one.example")
+
+
+def test_help_says_options_come_from_the_environment_too() -> None:
+    for command in ("ws", "web", "demo"):
+        result = run_cli([command, "--help"])
+        assert "ECHO_SERVER_<OPTION>" in " ".join(result.stdout.split()), command
+
+
+def test_an_unknown_selector_is_one_line_and_exit_2() -> None:
+    result = run_cli(["ws", "--selector", "carrier-pigeon"])
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "select" in result.stderr
+
+
+def test_with_select_forced_max_connections_is_lowered_below_its_descriptor_limit(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0", "--selector", "select")
+    server.wait_for_output("--max-connections lowered from 10000 to 992")
+    assert get_stats(server.port)["selector"] == "select"
+
+
+def get_stats(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as response:
+        stats: dict[str, Any] = json.load(response)
+    return stats
+
+
+def echo_with_origin(server: ServerProcess, origin: str) -> str:
+    with connect(server.url(), origin=Origin(origin), proxy=None, open_timeout=10) as ws:
+        ws.send("hi")
+        reply = ws.recv(10)
+    assert isinstance(reply, str)
+    return reply

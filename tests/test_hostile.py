@@ -53,6 +53,9 @@ from websockets.typing import Origin
 from echo_server import defaults
 from echo_server.protocol.frames import Opcode, encode_frame, frame_header, is_valid_close_code
 
+# Every test here runs twice: with the best selector and with select() forced.
+pytestmark = pytest.mark.usefixtures("each_selector")
+
 REPLY_TIMEOUT_S = 10.0
 # Added to every deadline the server must meet, for a loaded machine; a test waits no longer.
 SLACK_S = 5.0

@@ -11,13 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from echo_server.core.loop import EVENT_READ, EVENT_WRITE, POLLERS, SELECT_MAX_FD, Loop
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, SELECT_MAX_FD, SELECTORS, Loop
 
 
-@pytest.fixture(params=sorted(POLLERS))
+@pytest.fixture(params=sorted(SELECTORS))
 def loop(request: pytest.FixtureRequest) -> Iterator[Loop]:
     """Every test runs on each poller this platform has (epoll, poll, select, ...)."""
-    loop = Loop(poller=request.param)
+    loop = Loop(selector=request.param)
     yield loop
     loop.close()
 
@@ -329,11 +329,11 @@ def test_a_failing_soon_or_turn_end_callback_does_not_stop_the_others(loop: Loop
 
 def test_an_unknown_poller_is_refused_with_the_ones_there_are() -> None:
     with pytest.raises(ValueError, match="select"):
-        Loop(poller="carrier-pigeon")
+        Loop(selector="carrier-pigeon")
 
 
 def test_select_refuses_a_descriptor_it_cannot_watch_with_a_clear_error() -> None:
-    loop = Loop(poller="select")
+    loop = Loop(selector="select")
     left, right = socket.socketpair()
     high = os.dup2(left.fileno(), SELECT_MAX_FD + 5)
     try:

@@ -25,6 +25,9 @@ from support import ServerProcess, http_exchange, status_of, upgrade_request
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+# Every test here runs twice: with the best selector and with select() forced.
+pytestmark = pytest.mark.usefixtures("each_selector")
+
 MIB = 1024 * 1024
 TIMEOUT_S = 10.0
 # A tick or a stream change is due within about a second; a receive waits this long for one.

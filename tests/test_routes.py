@@ -11,6 +11,9 @@ from support import ServerProcess
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+# Every test here runs twice: with the best selector and with select() forced.
+pytestmark = pytest.mark.usefixtures("each_selector")
+
 MIB = 1024 * 1024
 TIMEOUT_S = 10
 

@@ -48,7 +48,7 @@ class Fanout(Protocol):
 class App:
     def __init__(self, settings: Settings, loop: Loop | None = None) -> None:
         self.settings = settings
-        self.loop = loop or Loop(poller=settings.poller)
+        self.loop = loop or Loop(selector=settings.selector)
         self.hub = Hub()
         self.fanout: Fanout | None = None
         self.machine_names = MachineNames.started(self.loop, defaults.MACHINE_NAMES_REFRESH_S)
@@ -103,6 +103,7 @@ class App:
             "messages_out": stats.messages_out,
             "bytes_in": stats.bytes_in,
             "bytes_out": stats.bytes_out,
+            "selector": self.loop.poller.name,  # the readiness API the loop waits with
             # With --workers, each process answers for itself: say which one this is.
             "worker": {
                 "index": self.settings.worker_index,

@@ -6,7 +6,7 @@ turned into ordinary callbacks run by the loop (through `signal.set_wakeup_fd`),
 never runs in the middle of other work and never raises into it.
 
 One turn of the loop:
-1. wait for readiness (epoll on Linux; see `POLLERS`), no longer than the next deadline, and not
+1. wait for readiness (epoll on Linux; see `SELECTORS`), no longer than the next deadline, and not
    at all when work is already waiting;
 2. run the readiness callbacks, then the callbacks asked for with `call_soon` (work a socket
    left for the next turn so that the others get theirs), then the timers that are due;
@@ -157,16 +157,17 @@ def _to_selectors(events: int) -> int:
     )
 
 
-# The pollers this platform has, best first; `Loop(poller="select")` forces one.
-POLLERS: Final[dict[str, Callable[[], Poller]]] = {}
+# The selectors (readiness APIs) this platform has, best first; `Loop(selector="select")`
+# forces one (the command line's --selector).
+SELECTORS: Final[dict[str, Callable[[], Poller]]] = {}
 if hasattr(select, "epoll"):
-    POLLERS["epoll"] = EpollPoller
+    SELECTORS["epoll"] = EpollPoller
 if hasattr(selectors, "KqueueSelector"):
-    POLLERS["kqueue"] = lambda: SelectorsPoller("kqueue", selectors.KqueueSelector())  # type: ignore[attr-defined,unused-ignore]
+    SELECTORS["kqueue"] = lambda: SelectorsPoller("kqueue", selectors.KqueueSelector())  # type: ignore[attr-defined,unused-ignore]
 if hasattr(selectors, "PollSelector"):
-    POLLERS["poll"] = lambda: SelectorsPoller("poll", selectors.PollSelector())
-POLLERS["select"] = lambda: SelectorsPoller("select", selectors.SelectSelector())
-BEST_POLLER: Final = next(iter(POLLERS))
+    SELECTORS["poll"] = lambda: SelectorsPoller("poll", selectors.PollSelector())
+SELECTORS["select"] = lambda: SelectorsPoller("select", selectors.SelectSelector())
+BEST_SELECTOR: Final = next(iter(SELECTORS))
 # select() cannot watch a descriptor at or above FD_SETSIZE (1024 on Linux and macOS).
 SELECT_MAX_FD: Final = 1024 if sys.platform != "win32" else 512
 
@@ -191,11 +192,11 @@ class Timer:
 
 
 class Loop:
-    def __init__(self, poller: str | None = None) -> None:
-        name = poller or BEST_POLLER
-        if name not in POLLERS:
-            raise ValueError(f"no {name!r} poller here; this system has {', '.join(POLLERS)}")
-        self.poller: Poller = POLLERS[name]()
+    def __init__(self, selector: str | None = None) -> None:
+        name = selector or BEST_SELECTOR
+        if name not in SELECTORS:
+            raise ValueError(f"no {name!r} selector here; this system has {', '.join(SELECTORS)}")
+        self.poller: Poller = SELECTORS[name]()
         self._callbacks: dict[int, ReadyCallback] = {}  # by descriptor: the registered ones
         self._interest: dict[int, int] = {}
         self._timers: list[tuple[float, int, Timer]] = []

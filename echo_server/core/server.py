@@ -67,7 +67,7 @@ class Server:
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
-        self.loop = loop or Loop(poller=settings.poller)
+        self.loop = loop or Loop(selector=settings.selector)
         self.stats = Stats()
         self.recv_buffer = memoryview(bytearray(defaults.RECV_CHUNK_BYTES))
         self.routes: dict[str, ConnectionFactory] = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -54,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The server logs a handler's traceback; the tests read it from this process's output.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    server = Server(Settings(port=args.port), {"/": Faulty, "/timer-bug": TimerBug})
+    # The selector the tests force, as `echo-server ws` would read it from the environment.
+    settings = Settings(port=args.port, selector=os.environ.get("ECHO_SERVER_SELECTOR"))
+    server = Server(settings, {"/": Faulty, "/timer-bug": TimerBug})
 
     def ready() -> None:
         # The same ready line as `python -m echo_server ws`, so tests/support.py reads the port.
