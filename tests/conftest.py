@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from browser import fresh_page, launch_chromium, page_functions
+from inprocess import Harness
 from playwright.sync_api import Browser, Page
 from support import ServerProcess, start
 
@@ -33,6 +34,14 @@ def each_selector(request: pytest.FixtureRequest) -> Iterator[str | None]:
         os.environ.pop(name, None)
     else:
         os.environ[name] = before
+
+
+@pytest.fixture
+def inproc() -> Iterator[Harness]:
+    """In-process servers and raw clients, on a loop the test drives (see inprocess.py)."""
+    harness = Harness()
+    yield harness
+    harness.close()
 
 
 @pytest.fixture

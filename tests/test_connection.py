@@ -1,151 +1,30 @@
-"""A connection, in-process: a real server on a free port, real sockets, the loop driven by hand.
-
-Driving the loop one turn at a time (`Loop.run_once`) makes the order of events observable
-without timing anything: what the server did in one turn, and what it left for the next.
+"""A connection, in-process: a real server on a free port, real sockets, the loop driven by hand
+(see inprocess.py): bounded work per turn, one send per turn, guards, what came with the
+handshake.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import time
-from collections.abc import Callable, Iterator
 
 import pytest
+from inprocess import MAX_TURNS, Harness, client_frame, next_frames, turns
 from support import upgrade_request
 
 from echo_server import defaults
-from echo_server.app.app import App
 from echo_server.app.routes import ROUTES
 from echo_server.core.connection import Connection
-from echo_server.core.server import Server
 from echo_server.protocol.frames import CloseCode, Opcode, encode_frame
-from echo_server.settings import Settings
-
-MASK = b"\x37\xfa\x21\x3d"
-MAX_TURNS = 10_000  # every drive of the loop is bounded, in turns and in time
-MAX_DRIVE_S = 20.0
-
-
-def client_frame(opcode: Opcode, payload: bytes = b"", *, fin: bool = True) -> bytes:
-    return encode_frame(opcode, payload, fin=fin, mask=MASK)
-
-
-class Client:
-    """A raw client socket on the in-process server: exact bytes out, frames parsed in."""
-
-    def __init__(self, server: Server, path: str = "/") -> None:
-        self.server = server
-        self.sock = socket.create_connection(("127.0.0.1", server.port))
-        self.sock.setblocking(False)
-        self.received = bytearray()
-        self.sock.sendall(upgrade_request(server.port, path))
-        turns(server, self._has_head, what=f"the 101 for {path}")
-        head, _, rest = bytes(self.received).partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101 "), head
-        self.received = bytearray(rest)
-
-    def _has_head(self) -> bool:
-        self.pump()
-        return b"\r\n\r\n" in self.received
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def pump(self) -> None:
-        """Take whatever the server has sent so far."""
-        for _ in range(1000):
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except BlockingIOError:
-                return
-            if not chunk:
-                return
-            self.received += chunk
-
-    def frames(self) -> list[tuple[int, bytes]]:
-        """Every complete frame received so far (opcode, payload), consumed."""
-        self.pump()
-        found = []
-        data = self.received
-        pos = 0
-        while len(data) - pos >= 2:
-            opcode, length = data[pos] & 0x0F, data[pos + 1] & 0x7F
-            start = pos + 2
-            if length == 126:
-                length, start = int.from_bytes(data[start : start + 2], "big"), start + 2
-            elif length == 127:
-                length, start = int.from_bytes(data[start : start + 8], "big"), start + 8
-            if len(data) < start + length:
-                break
-            found.append((opcode, bytes(data[start : start + length])))
-            pos = start + length
-        del data[:pos]
-        return found
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def turns(server: Server, done: Callable[[], bool], *, what: str) -> int:
-    """Run loop turns until `done()`; return how many it took (bounded)."""
-    deadline = time.monotonic() + MAX_DRIVE_S
-    for count in range(1, MAX_TURNS + 1):
-        server.loop.run_once(0.01)
-        if done():
-            return count
-        if time.monotonic() > deadline:
-            break
-    raise AssertionError(f"not within {MAX_TURNS} turns and {MAX_DRIVE_S} s: {what}")
-
-
-CLIENTS: list[Client] = []
-
-
-@pytest.fixture
-def make_server() -> Iterator[Callable[..., Server]]:
-    made: list[Server] = []
-
-    def _make(**settings: object) -> Server:
-        server = App(Settings(port=0, **settings)).server  # type: ignore[arg-type]
-        server.listen()
-        made.append(server)
-        return server
-
-    yield _make
-    for client in CLIENTS:
-        client.close()
-    CLIENTS.clear()
-    for server in made:
-        server.close()
-        server.loop.close()
-
-
-def next_frames(server: Server, client: Client, what: str) -> list[tuple[int, bytes]]:
-    """Run turns until `client` has received at least one frame; return what it received."""
-    received: list[tuple[int, bytes]] = []
-
-    def arrived() -> bool:
-        received.extend(client.frames())
-        return bool(received)
-
-    turns(server, arrived, what=what)
-    return received
-
-
-def connect(server: Server, path: str = "/") -> Client:
-    client = Client(server, path)
-    CLIENTS.append(client)
-    return client
 
 
 def test_a_chat_flood_is_handled_a_slice_per_turn_so_a_bystander_is_answered_first(
-    make_server: Callable[..., Server],
+    inproc: Harness,
 ) -> None:
-    server = make_server(rate_limit_per_s=0)
-    subscriber = connect(server, "/chat")
-    flooder = connect(server, "/chat")
-    bystander = connect(server, "/echo")
+    server = inproc.app_server(rate_limit_per_s=0)
+    subscriber = inproc.connect(server, "/chat")
+    flooder = inproc.connect(server, "/chat")
+    bystander = inproc.connect(server, "/echo")
     flood_count = 5_000  # 35 KB: it fits in the socket buffers, so it is all there at once
     flooder.send(b"".join(client_frame(Opcode.TEXT, b"x") for _ in range(flood_count)))
     bystander.send(client_frame(Opcode.TEXT, b"are you there?"))
@@ -171,10 +50,10 @@ def test_a_chat_flood_is_handled_a_slice_per_turn_so_a_bystander_is_answered_fir
 
 
 def test_one_turn_parses_at_most_frames_per_turn_from_one_client(
-    make_server: Callable[..., Server],
+    inproc: Harness,
 ) -> None:
-    server = make_server()
-    client = connect(server, "/echo")
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
     client.send(b"".join(client_frame(Opcode.TEXT, b"%d" % i) for i in range(1000)))
     counts = []
     echoed = 0
@@ -190,9 +69,9 @@ def test_one_turn_parses_at_most_frames_per_turn_from_one_client(
     assert max(counts) <= defaults.FRAMES_PER_TURN
 
 
-def test_the_echoes_of_one_turn_leave_in_order(make_server: Callable[..., Server]) -> None:
-    server = make_server()
-    client = connect(server, "/echo")
+def test_the_echoes_of_one_turn_leave_in_order(inproc: Harness) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
     messages = [b"%d" % i for i in range(300)]
     client.send(b"".join(client_frame(Opcode.BINARY, m) for m in messages))
     received: list[bytes] = []
@@ -206,10 +85,10 @@ def test_the_echoes_of_one_turn_leave_in_order(make_server: Callable[..., Server
 
 
 def test_a_valid_message_before_a_bad_frame_is_echoed_before_the_close(
-    make_server: Callable[..., Server],
+    inproc: Harness,
 ) -> None:
-    server = make_server()
-    client = connect(server, "/echo")
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
     client.send(client_frame(Opcode.TEXT, b"first") + encode_frame(Opcode.TEXT, b"unmasked"))
     received: list[tuple[int, bytes]] = []
 
@@ -231,12 +110,12 @@ class BuggyRead(Connection):
 
 
 def test_a_bug_in_a_connections_callback_closes_it_with_1011_and_logs_once(
-    make_server: Callable[..., Server], caplog: pytest.LogCaptureFixture
+    inproc: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = make_server()
+    server = inproc.app_server()
     server.routes["/buggy"] = BuggyRead
-    victim = connect(server, "/buggy")
-    bystander = connect(server, "/echo")
+    victim = inproc.connect(server, "/buggy")
+    bystander = inproc.connect(server, "/echo")
     victim.send(client_frame(Opcode.TEXT, b"anything"))
     with caplog.at_level(logging.ERROR):
         received = next_frames(server, victim, "the victim's close frame")
@@ -255,11 +134,11 @@ class BuggyTimer(Connection):
 
 
 def test_a_bug_in_a_connections_timer_closes_it_with_1011(
-    make_server: Callable[..., Server],
+    inproc: Harness,
 ) -> None:
-    server = make_server(ping_interval_s=0.01)
+    server = inproc.app_server(ping_interval_s=0.01)
     server.routes["/buggy"] = BuggyTimer
-    victim = connect(server, "/buggy")
+    victim = inproc.connect(server, "/buggy")
     received = next_frames(server, victim, "the victim's close frame")
     assert received[0][0] == Opcode.CLOSE
     assert int.from_bytes(received[0][1][:2], "big") == CloseCode.INTERNAL_ERROR
@@ -273,9 +152,9 @@ class BuggyReceive(Connection):
 
 
 def test_bytes_that_came_with_the_handshake_are_parsed_under_the_connections_guard(
-    make_server: Callable[..., Server],
+    inproc: Harness,
 ) -> None:
-    server = make_server()
+    server = inproc.app_server()
     server.routes["/buggy"] = BuggyReceive
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.setblocking(False)
@@ -299,19 +178,19 @@ def test_bytes_that_came_with_the_handshake_are_parsed_under_the_connections_gua
     assert head.startswith(b"HTTP/1.1 101 ")
     assert frames[0] == 0x80 | Opcode.CLOSE
     assert int.from_bytes(frames[2:4], "big") == CloseCode.INTERNAL_ERROR
-    client = connect(server, "/echo")  # and the server goes on
+    client = inproc.connect(server, "/echo")  # and the server goes on
     client.send(client_frame(Opcode.TEXT, b"ok"))
     assert next_frames(server, client, "an echo") == [(Opcode.TEXT, b"ok")]
 
 
 def test_a_failing_route_constructor_costs_only_that_client(
-    make_server: Callable[..., Server],
+    inproc: Harness,
 ) -> None:
     class Unbuildable(Connection):
         def __init__(self, *args: object) -> None:
             raise RuntimeError("cannot build")
 
-    server = make_server()
+    server = inproc.app_server()
     server.routes["/unbuildable"] = Unbuildable
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.setblocking(False)
@@ -331,12 +210,12 @@ def test_a_failing_route_constructor_costs_only_that_client(
     finally:
         sock.close()
     assert answer.startswith(b"HTTP/1.1 500 ")
-    client = connect(server, "/echo")  # and the server goes on
+    client = inproc.connect(server, "/echo")  # and the server goes on
     client.send(client_frame(Opcode.TEXT, b"ok"))
     assert next_frames(server, client, "an echo") == [(Opcode.TEXT, b"ok")]
 
 
-def test_the_routes_table_is_not_changed_by_a_server(make_server: Callable[..., Server]) -> None:
-    server = make_server()
+def test_the_routes_table_is_not_changed_by_a_server(inproc: Harness) -> None:
+    server = inproc.app_server()
     server.routes["/extra"] = Connection
     assert "/extra" not in ROUTES
