@@ -61,6 +61,13 @@ def test_headers_get_joins_repeated_values_with_comma_space() -> None:
     assert headers.get("Connection") == "keep-alive, Upgrade"
 
 
+def test_headers_can_be_indexed_like_a_mapping_none_when_absent() -> None:
+    headers = Headers([("Origin", "http://a.example"), ("X-Twice", "1"), ("x-twice", "2")])
+    assert headers["origin"] == "http://a.example"
+    assert headers["X-Twice"] == "1, 2"
+    assert headers["Missing"] is None
+
+
 def test_headers_get_returns_none_when_absent() -> None:
     assert Headers([("Host", "a")]).get("Origin") is None
 

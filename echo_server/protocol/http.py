@@ -68,6 +68,11 @@ class Headers:
         values = self._by_name.get(name.lower())
         return None if values is None else ", ".join(values)
 
+    def __getitem__(self, name: str) -> str | None:
+        """`headers["Origin"]`: as `get`, None if absent (as `email.message.Message` answers,
+        which is what upstream's handlers, on `BaseHTTPRequestHandler`, are used to)."""
+        return self.get(name)
+
     def get_all(self, name: str) -> list[str]:
         """Every value of `name`, one per header line, in the order received."""
         return list(self._by_name.get(name.lower(), ()))
