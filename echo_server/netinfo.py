@@ -6,7 +6,6 @@ It only reads what the kernel reports about local interfaces: it sends no packet
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import socket
 import struct
@@ -14,6 +13,11 @@ import sys
 from pathlib import Path
 
 from echo_server import defaults
+
+try:  # Unix: an interface's address by ioctl. Elsewhere the resolver's answer is used instead.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
 IF_INET6 = Path("/proc/net/if_inet6")
@@ -37,7 +41,8 @@ def any_address() -> str:
 
 def lan_addresses() -> list[str]:
     """IPv4 then global IPv6 addresses of this machine that other machines could reach."""
-    found = _linux_ipv4() + _linux_ipv6() if sys.platform.startswith("linux") else []
+    linux = sys.platform.startswith("linux") and fcntl is not None
+    found = _linux_ipv4() + _linux_ipv6() if linux else []
     if not found:
         found = _resolver_addresses()
     usable = []

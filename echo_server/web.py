@@ -68,7 +68,7 @@ from urllib.parse import unquote_to_bytes
 from echo_server import defaults
 from echo_server.addresses import canonical_address
 from echo_server.core.listen import make_listener
-from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, WOULD_BLOCK, Loop, Timer
 from echo_server.core.sendbuffer import SendBuffer
 from echo_server.protocol import http
 from echo_server.protocol.http import HttpError, Request
@@ -217,7 +217,7 @@ class PageServer:
         for _ in range(defaults.ACCEPTS_PER_WAKEUP):
             try:
                 sock, address = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 return
             except OSError as error:
                 if error.errno in OUT_OF_DESCRIPTORS:
@@ -513,7 +513,7 @@ class PageConnection:
     def _read(self) -> None:
         try:
             data = self.sock.recv(defaults.MAX_REQUEST_HEAD_BYTES)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return
         if not data:
             self.close()  # the client is done (or gave up mid-head): nothing to answer
@@ -686,7 +686,7 @@ class PageConnection:
             count = min(self._end - self._offset, defaults.WEB_SEND_CHUNK_BYTES)
             try:
                 sent = os.sendfile(self.sock.fileno(), self._file, self._offset, count)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 self._want(EVENT_WRITE)
                 return
             if sent == 0:
@@ -726,7 +726,7 @@ class PageConnection:
     def refuse(self, *, linger: bool) -> None:
         """Answer 503 at once (the request unread) and close once it is out."""
         try:
-            with contextlib.suppress(BlockingIOError, InterruptedError):
+            with contextlib.suppress(*WOULD_BLOCK):
                 self.sock.recv(defaults.MAX_REQUEST_HEAD_BYTES)  # what has arrived, unread
             self._send_error(HTTPStatus.SERVICE_UNAVAILABLE, log_it=False)
         except OSError:
@@ -747,7 +747,7 @@ class PageConnection:
     def _drain(self) -> None:
         try:
             data = self.sock.recv(LINGER_RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return
         self._linger_budget -= len(data)
         if not data or self._linger_budget <= 0:

@@ -48,9 +48,9 @@ from urllib.parse import unquote, urlsplit
 import hiredis
 
 from echo_server import defaults
-from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, WOULD_BLOCK, Loop, Timer
 
-log = logging.getLogger("echo_server")
+log = logging.getLogger(__name__)
 
 Arg = bytes | str | int
 Reply = (
@@ -359,7 +359,7 @@ class RedisConnection:
             return
         try:
             sent = self._sock.send(self._out)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             sent = 0
         except OSError as error:
             self._lose(error.strerror or str(error))
@@ -398,7 +398,7 @@ class RedisConnection:
         if not self._backlog:  # what was read before is handed out first (see _hand_out)
             try:
                 data = self._sock.recv(self.limits.recv_bytes)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 return
             except OSError as error:
                 self._lose(error.strerror or str(error))

@@ -359,12 +359,13 @@ def start_child(
     Ctrl-C then reaches only this process, which decides how to stop the child.
     """
     ours, theirs = socket.socketpair()
+    posix = os.name == "posix"  # descriptors passed by number, and process groups, are POSIX
     try:
         process = subprocess.Popen(
-            [*command, CONTROL_FD_OPTION, str(theirs.fileno())],
+            [*command, CONTROL_FD_OPTION, str(theirs.fileno())] if posix else list(command),
             stdin=subprocess.DEVNULL,
-            pass_fds=(theirs.fileno(),),
-            process_group=0 if own_process_group else None,
+            pass_fds=(theirs.fileno(),) if posix else (),
+            process_group=0 if own_process_group and posix else None,
         )
     except OSError:
         ours.close()

@@ -31,8 +31,8 @@ from enum import Enum
 from typing import Any, Protocol
 
 from echo_server import defaults
-from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Loop, Timer
-from echo_server.core.sendbuffer import WOULD_BLOCK, Buffer, SendBuffer
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, WOULD_BLOCK, Loop, Timer
+from echo_server.core.sendbuffer import Buffer, SendBuffer
 from echo_server.core.stats import Stats
 from echo_server.protocol.frames import (
     Close,

@@ -33,6 +33,7 @@ import select
 import selectors
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +45,14 @@ from echo_server.core import stopsignals
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+# What a non-blocking socket (or TLS over one) raises when it cannot go on right now: try again
+# when the loop says it is ready.
+WOULD_BLOCK: Final = (
+    BlockingIOError,
+    InterruptedError,
+    ssl.SSLWantReadError,
+    ssl.SSLWantWriteError,
+)
 
 EVENT_READ: Final = 1
 EVENT_WRITE: Final = 2
@@ -348,7 +357,7 @@ class Loop:
             self._wakeup_writer.send(b"\0")
 
     def _drain_wakeup(self, mask: int) -> None:
-        with contextlib.suppress(BlockingIOError, InterruptedError):
+        with contextlib.suppress(*WOULD_BLOCK):
             while self._wakeup_reader.recv(4096):
                 pass
         self._run_signals()

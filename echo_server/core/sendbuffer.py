@@ -22,13 +22,8 @@ from collections.abc import Sequence
 from itertools import islice
 from typing import Final
 
-# What a non-blocking send raises when the kernel (or TLS) cannot take more right now.
-WOULD_BLOCK: Final = (
-    BlockingIOError,
-    InterruptedError,
-    ssl.SSLWantWriteError,
-    ssl.SSLWantReadError,
-)
+from echo_server.core.loop import WOULD_BLOCK
+
 # Buffers per sendmsg call: Linux's IOV_MAX is 1024.
 MAX_BUFFERS_PER_SEND: Final = 512
 # Writes below this are copied into the tail buffer; larger ones are queued by reference.

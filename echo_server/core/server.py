@@ -34,7 +34,7 @@ from echo_server.core.listen import (
     raise_open_files_limit,
 )
 from echo_server.core.logthrottle import LogThrottle
-from echo_server.core.loop import EVENT_READ, SELECT_MAX_FD, Callback, Loop, Timer
+from echo_server.core.loop import EVENT_READ, SELECT_MAX_FD, WOULD_BLOCK, Callback, Loop, Timer
 from echo_server.core.stats import Stats
 from echo_server.core.upgrade import PlainHttp, Upgrade
 from echo_server.protocol import handshake
@@ -139,7 +139,7 @@ class Server:
         for _ in range(defaults.ACCEPTS_PER_WAKEUP):
             try:
                 sock, address = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 return
             except OSError as error:
                 if error.errno in OUT_OF_DESCRIPTORS:

@@ -20,8 +20,8 @@ from enum import Enum
 from typing import Any, Protocol
 
 from echo_server.core.connection import ConnectionFactory
-from echo_server.core.loop import EVENT_READ, EVENT_WRITE, Loop
-from echo_server.core.sendbuffer import WOULD_BLOCK, SendBuffer
+from echo_server.core.loop import EVENT_READ, EVENT_WRITE, WOULD_BLOCK, Loop
+from echo_server.core.sendbuffer import SendBuffer
 from echo_server.protocol import handshake, http
 from echo_server.protocol.http import HttpError, Request
 from echo_server.settings import Settings

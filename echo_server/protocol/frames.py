@@ -425,7 +425,6 @@ class FrameReader:
         pos = 0
         end = len(data)
         max_message_bytes = self._max_message_bytes
-        apply_mask = _apply_mask_c
         frames = 0
         self._limited = False
         while pos < end:
@@ -440,46 +439,43 @@ class FrameReader:
                 if not self._frame_left and self._frame_fin:
                     events.append(self._finish_message())
                 continue
-
             if end - pos < 2:
                 break
-            first, second = _HEADER_7.unpack_from(data, pos)
-            if first in _FIN_DATA and second & _MASK_BIT and not self._message_opcode:
-                # The common case: a whole, short, masked, unfragmented message.
-                length = second & _LENGTH_MASK
-                start = pos + 6
-                stop = start + length
-                if length < _LENGTH_16 and stop <= end and length <= max_message_bytes:
-                    short_mask = bytes(data[pos + 2 : start])
-                    if apply_mask is not None:
-                        payload = apply_mask(data[start:stop], short_mask)
-                    else:
-                        payload = unmask_python(data[start:stop], short_mask)
-                    events.append(_whole_message(first == _FIN_TEXT, payload))
-                    pos = stop
-                    continue
-            header = self._parse_header(data, pos, first, second)
-            if header is None:
-                break  # the header is not all here yet
-            opcode, fin, length, mask, start = header
+            first = data[pos]
+            second = data[pos + 1]
+            length = second & _LENGTH_MASK
+            if (
+                first in _FIN_DATA
+                and second & _MASK_BIT
+                and length < _LENGTH_16
+                and length <= max_message_bytes
+                and not self._message_opcode
+            ):
+                # The common case, known valid from its first two bytes: a short, masked,
+                # unfragmented message (checking it takes no call).
+                opcode, fin, start = first & _OPCODE_MASK, _FIN, pos + 6
+                if start > end:
+                    break
+                mask: bytes | None = bytes(data[pos + 2 : start])
+            else:
+                header = self._parse_header(data, pos, first, second)
+                if header is None:
+                    break  # the header is not all here yet
+                opcode, fin, length, mask, start = header
             stop = start + length
             if opcode & _CONTROL_BIT:
                 if stop > end:
                     break  # a control frame is at most 139 bytes: wait for all of it
-                raw = data[start:stop]
-                payload = unmask(raw, mask) if mask is not None else bytes(raw)
                 pos = stop
-                event = _control_event(opcode, payload)
+                event = _control_event(opcode, _payload(data[start:stop], mask))
                 events.append(event)
                 if type(event) is Close:
                     self.state = ReaderState.CLOSED
                     return end
                 continue
             if opcode and fin and stop <= end:
-                # The common case: a whole unfragmented message in hand.
-                raw = data[start:stop]
-                payload = unmask(raw, mask) if mask is not None else bytes(raw)
-                events.append(_whole_message(opcode == _TEXT, payload))
+                # A whole unfragmented message in hand.
+                events.append(_whole_message(opcode == _TEXT, _payload(data[start:stop], mask)))
                 pos = stop
                 continue
             if opcode:
@@ -597,6 +593,11 @@ class FrameReader:
             self._decoder.reset()
         # Validated as it arrived, so this cannot fail.
         return Message(raw.decode())
+
+
+def _payload(raw: bytes | bytearray | memoryview, mask: bytes | None) -> bytes:
+    """A frame's payload, unmasked (copied either way: `raw` may be a reused buffer)."""
+    return unmask(raw, mask) if mask is not None else bytes(raw)
 
 
 def _control_event(opcode: int, payload: bytes) -> Ping | Pong | Close:
