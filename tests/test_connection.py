@@ -219,3 +219,32 @@ def test_the_routes_table_is_not_changed_by_a_server(inproc: Harness) -> None:
     server = inproc.app_server()
     server.routes["/extra"] = Connection
     assert "/extra" not in ROUTES
+
+
+class CloseThenSend(Connection):
+    """Closes, then sends: what was sent after the close frame must never leave."""
+
+    def handle(self) -> None:
+        self.send_message("before")
+        self.close(4000, "closing")
+        self.send_message("after the close frame")
+        assert self.closed
+
+
+def test_send_message_after_close_sends_nothing(inproc: Harness) -> None:
+    server = inproc.app_server()
+    server.routes["/close-then-send"] = CloseThenSend
+    client = inproc.connect(server, "/close-then-send")
+    client.send(client_frame(Opcode.TEXT, b"go"))
+    received: list[tuple[int, bytes]] = []
+
+    def closed() -> bool:
+        received.extend(client.frames())
+        return any(opcode == Opcode.CLOSE for opcode, _ in received)
+
+    turns(server, closed, what="the close frame")
+    client.send(client_frame(Opcode.CLOSE, (4000).to_bytes(2, "big")))
+    for _ in range(10):
+        server.loop.run_once(0.01)
+    received.extend(client.frames())
+    assert received == [(Opcode.TEXT, b"before"), (Opcode.CLOSE, b"\x0f\xa0closing")]
