@@ -38,8 +38,40 @@ echoPage.define("panel", ["format", "log"], function (page) {
    *
    * A subclass changes what happens to a message by overriding received(data) and outgoing(text),
    * and hears about the connection through didOpen() and didClose().
+   *
+   * The parts every panel has come from one <template> (see stampHead), stamped into the panel
+   * before it is driven.
    */
   class ConnectionPanel {
+    /**
+     * Put a copy of `template` (index.html's #panel-head: the title, the status, the server's
+     * address, Connect and Disconnect, the notice) at the top of the panel element `root`.
+     * `root`'s own children marked slot="intro" or slot="controls" move to where the template
+     * has <slot name="intro"> and <slot name="controls">. Each part with data-id="x" gets the id
+     * root.dataset.ids + "x"; the title is root.dataset.title; the buttons' group is named after
+     * the panel's tab ("Chat connection").
+     */
+    static stampHead(root, template) {
+      const head = template.content.cloneNode(true);
+      for (const slot of head.querySelectorAll("slot")) {
+        const own = Array.from(root.children).filter((child) => child.slot === slot.name);
+        for (const element of own) {
+          element.removeAttribute("slot");
+        }
+        slot.replaceWith(...own);
+      }
+      const prefix = root.dataset.ids || "";
+      for (const element of head.querySelectorAll("[data-id]")) {
+        element.id = prefix + element.dataset.id;
+        element.removeAttribute("data-id");
+      }
+      part(head, "title").textContent = root.dataset.title || "";
+      const tab = document.getElementById(root.getAttribute("aria-labelledby"));
+      const name = tab ? tab.textContent.trim() : root.dataset.title || "";
+      part(head, "controls").setAttribute("aria-label", name + " connection");
+      root.prepend(head);
+    }
+
     constructor(root, options) {
       this.root = root;
       this.url = options.url;

@@ -36,7 +36,13 @@ echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) 
   async function start() {
     const location = window.location;
     const params = new URLSearchParams(location.search);
-    // The tab before anything waits on the network, so the page never shows the wrong panel.
+    const byId = (id) => document.getElementById(id);
+    // The panels' heads and the tab before anything waits on the network, so the page never
+    // shows a panel without its head, or the wrong panel.
+    const template = byId("panel-head");
+    for (const section of document.querySelectorAll("section.panel")) {
+      ConnectionPanel.stampHead(section, template);
+    }
     const tabs = new Tabs(document.querySelector('[role="tablist"]'));
     tabs.showHash(location.hash);
     window.addEventListener("hashchange", () => tabs.showHash(window.location.hash));
@@ -44,7 +50,6 @@ echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) 
     const { port, source } = await resolveWsPort(location);
     const path = pathFromSearch(location.search);
     const urlFor = (routePath) => wsUrlFor(location, port, routePath);
-    const byId = (id) => document.getElementById(id);
     const echo = new ConnectionPanel(byId("echo-panel"), {
       url: urlFor(path || DEFAULT_PATH),
       heartbeat: true,
