@@ -1,6 +1,6 @@
 /*
  * Formatting for people: times, durations, byte counts, round-trip times, clock differences,
- * numbers, close codes.
+ * numbers, close codes (with the names config.json gives them).
  *
  * What this file is for: pure functions from a value to the text the page shows. They are on
  * window.echoPage, so tests can call them with values a test server could not produce (a day of
@@ -11,28 +11,12 @@
 echoPage.define("format", [], function (page) {
   "use strict";
 
-  // RFC 6455 section 7.4.1, plus the IANA registry's 1012-1014.
-  const CLOSE_CODE_NAMES = Object.freeze({
-    1000: "Normal Closure",
-    1001: "Going Away",
-    1002: "Protocol Error",
-    1003: "Unsupported Data",
-    1005: "No Status Received",
-    1006: "Abnormal Closure",
-    1007: "Invalid Payload Data",
-    1008: "Policy Violation",
-    1009: "Message Too Big",
-    1010: "Mandatory Extension",
-    1011: "Internal Error",
-    1012: "Service Restart",
-    1013: "Try Again Later",
-    1014: "Bad Gateway",
-    1015: "TLS Handshake",
-  });
-
-  /** "1000 Normal Closure", "4000", "1001 Going Away: server restarting". */
-  function closeDescription(code, reason) {
-    const name = CLOSE_CODE_NAMES[code];
+  /**
+   * "1000 Normal Closure", "4000", "1001 Going Away: server restarting"; `names` maps a close
+   * code, as text, to its name (config.json's close_codes).
+   */
+  function closeDescription(code, reason, names) {
+    const name = names && Object.hasOwn(names, String(code)) ? names[String(code)] : "";
     const described = name ? code + " " + name : String(code);
     return reason ? described + ": " + reason : described;
   }

@@ -32,7 +32,8 @@ echoPage.define("panel", ["format", "log"], function (page) {
    * disconnect and status are optional: Echo and Chat have a log and a message box, the
    * receive-only panels (Tick, Live, Stats) show what arrives in their own way.
    *
-   * options.url: the WebSocket URL; options.heartbeat: offer the "*" every second;
+   * options.url: the WebSocket URL; options.closeCodes: the close codes' names, by code as text
+   * (config.json's close_codes); options.heartbeat: offer the "*" every second;
    * options.matchEchoes: pair each received message with the oldest equal sent one and show
    * the round-trip time (right for an echo server, which answers in order).
    *
@@ -75,6 +76,7 @@ echoPage.define("panel", ["format", "log"], function (page) {
     constructor(root, options) {
       this.root = root;
       this.url = options.url;
+      this.closeCodes = options.closeCodes || {};
       this.matchEchoes = options.matchEchoes !== false;
       this.heartbeat = options.heartbeat === true;
       this.socket = null;
@@ -259,7 +261,7 @@ echoPage.define("panel", ["format", "log"], function (page) {
       this.stopHeartbeat();
       this.pending = [];
       this.didClose();
-      const how = closeDescription(event.code, event.reason);
+      const how = closeDescription(event.code, event.reason, this.closeCodes);
 
       if (!this.opened && this.closeRequested) {
         this.note("info", "Connection attempt cancelled");

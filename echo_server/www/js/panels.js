@@ -294,25 +294,21 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
     }
   }
 
-  // What each path is for, in the statistics table.
-  const ROUTE_NAMES = Object.freeze({
-    "/": "echo",
-    "/echo": "echo",
-    "/chat": "chat",
-    "/tick": "tick",
-    "/stream": "live chart",
-    "/stats": "statistics",
-  });
-
   /** Stats: a table from the server's statistics, refreshed as they arrive. */
   class StatsPanel extends FeedPanel {
     constructor(root, options) {
       super(root, options);
       this.table = part(root, "table");
       this.updated = part(root, "updated");
+      // What each path is, by path (config.json's routes): {"/stream": "live chart"}.
+      this.routeNames = options.routeNames || {};
       // () => {"/": 1, "/stats": 1}: which of this page's panels are connected where.
       this.ownConnections = options.ownConnections || (() => ({}));
       this.lastUpdate = null;
+    }
+
+    routeName(route) {
+      return Object.hasOwn(this.routeNames, route) ? this.routeNames[route] : "";
     }
 
     show(stats) {
@@ -326,7 +322,7 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
         // This page's share first, so that the counts line up at the right edge.
         const value = own[route] ? [span("own", "this page: " + own[route]), " "] : [];
         value.push(span("count", countText(perRoute[route])));
-        const name = [code(route), " ", span("route-name", ROUTE_NAMES[route] || "")];
+        const name = [code(route), " ", span("route-name", this.routeName(route))];
         const row = tableRow(name, value);
         row.dataset.route = route;
         row.classList.add("route");

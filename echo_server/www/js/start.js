@@ -1,25 +1,34 @@
 /*
- * Start-up: choose the tab, work out the WebSocket address once, then build the panels.
+ * Start-up: stamp the panels' heads, choose the tab, load the configuration once, then build the
+ * panels.
  *
- * What this file is for: the one place that knows which panel is which (Echo, Chat, Tick, Live,
- * Stats), and the page's query: ?ws=PORT, ?path=/echo, ?autoconnect=1. It sets data-ready on
- * <html> once the panels work, and exposes them as echoPage.panels for tests.
+ * What this file is for: the one place that knows which panel class drives which tab, and the
+ * page's query: ?ws=PORT, ?path=/echo, ?autoconnect=1. Each tab's path and the close codes'
+ * names come from config.json (js/config.js); what the page had to fall back on is said in the
+ * Echo log. It sets data-ready on <html> once the panels work, and exposes them as
+ * echoPage.panels, and the configuration in use as echoPage.config, for tests.
  *
  * What it is not: how a panel behaves (js/panel.js, js/panels.js). It must be the last script.
  */
 echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) {
   "use strict";
 
-  const { DEFAULT_PATH, pathFromSearch, resolveWsPort, wsUrlFor, Tabs } = page;
+  const { loadConfig, pathFromSearch, wsPortFromSearch, wsUrlFor, Tabs } = page;
   const { ConnectionPanel, ChatPanel, TickPanel, LivePanel, StatsPanel } = page;
 
-  // The push routes, one per panel; Echo's path can be changed with ?path=.
-  const CHAT_PATH = "/chat";
-  const TICK_PATH = "/tick";
-  const STREAM_PATH = "/stream";
-  const STATS_PATH = "/stats";
+  // The panel class for each tab; the tab's path is config.json's.
+  const PANEL_CLASSES = Object.freeze({
+    echo: ConnectionPanel,
+    chat: ChatPanel,
+    tick: TickPanel,
+    live: LivePanel,
+    stats: StatsPanel,
+  });
 
   const panels = {};
+  // {source, values}: where the configuration in use came from (config.json or the built-in
+  // defaults) and what it is; filled in once it has been loaded.
+  const configInUse = { source: null, values: null };
 
   /** How many of this page's panels are connected to each path: {"/": 1, "/stats": 1}. */
   function ownConnections() {
@@ -47,27 +56,31 @@ echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) 
     tabs.showHash(location.hash);
     window.addEventListener("hashchange", () => tabs.showHash(window.location.hash));
 
-    const { port, source } = await resolveWsPort(location);
-    const path = pathFromSearch(location.search);
-    const urlFor = (routePath) => wsUrlFor(location, port, routePath);
-    const echo = new ConnectionPanel(byId("echo-panel"), {
-      url: urlFor(path || DEFAULT_PATH),
-      heartbeat: true,
-      matchEchoes: true,
-    });
-    panels.echo = echo;
-    panels.chat = new ChatPanel(byId("chat-panel"), { url: urlFor(CHAT_PATH) });
-    panels.tick = new TickPanel(byId("tick-panel"), { url: urlFor(TICK_PATH) });
-    panels.live = new LivePanel(byId("live-panel"), { url: urlFor(STREAM_PATH) });
-    panels.stats = new StatsPanel(byId("stats-panel"), {
-      url: urlFor(STATS_PATH),
-      ownConnections: ownConnections,
-    });
-    if (params.has("ws") && source !== "?ws=") {
-      echo.log.add("info", "Ignored ?ws=" + params.get("ws") + ": not a port number (1-65535)");
+    const { config, source, notes } = await loadConfig(location);
+    configInUse.source = source;
+    configInUse.values = config;
+    const port = wsPortFromSearch(location.search) || config.ws_port;
+    // Echo's path can be changed with ?path=; the other panels' only by config.json.
+    const echoPath = params.has("path") ? pathFromSearch(location.search) : config.tabs.echo;
+    const paths = { ...config.tabs, echo: echoPath || config.tabs.echo };
+    for (const [name, PanelClass] of Object.entries(PANEL_CLASSES)) {
+      panels[name] = new PanelClass(byId(name + "-panel"), {
+        url: wsUrlFor(location, port, paths[name]),
+        closeCodes: config.close_codes,
+        heartbeat: name === "echo",
+        routeNames: config.routes,
+        ownConnections: ownConnections,
+      });
     }
-    if (path === null) {
-      echo.log.add("info", "Ignored ?path=" + params.get("path") + ": not a usable path");
+    const echoLog = panels.echo.log;
+    for (const note of notes) {
+      echoLog.add("info", note);
+    }
+    if (params.has("ws") && wsPortFromSearch(location.search) === null) {
+      echoLog.add("info", "Ignored ?ws=" + params.get("ws") + ": not a port number (1-65535)");
+    }
+    if (echoPath === null) {
+      echoLog.add("info", "Ignored ?path=" + params.get("path") + ": not a usable path");
     }
     document.documentElement.dataset.ready = "true";
     if (params.get("autoconnect") === "1") {
@@ -87,7 +100,7 @@ echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) 
     throw error;
   });
 
-  return { panels: panels };
+  return { panels: panels, config: configInUse };
 });
 // The last script: nothing may change the namespace from here on.
 Object.freeze(echoPage.loaded);
