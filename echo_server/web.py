@@ -2,8 +2,9 @@
 
 It serves one folder and nothing outside it: no directory listings, no dotfiles, no symlinks that
 lead out, no redirects (so no open redirect), no error page that echoes the request, no Python
-version in the `Server` header. `/config.json` is generated, so the page learns which port the
-WebSocket server listens on.
+version in the `Server` header. `/config.json` is generated (`page_config`), so the page learns
+the WebSocket server's port, its routes and the names of its close codes instead of declaring its
+own copies.
 
 It runs on the project's single-threaded loop (`loop.Loop`), like the WebSocket server:
 non-blocking sockets, no threads, every deadline a loop timer. Request heads are parsed by the
@@ -67,10 +68,12 @@ from urllib.parse import unquote_to_bytes
 
 from echo_server import defaults
 from echo_server.addresses import canonical_address
+from echo_server.app.routes import ROUTES, Chat, Echo, Route, StatsFeed, Stream, Tick
 from echo_server.core.listen import make_listener
 from echo_server.core.loop import EVENT_READ, EVENT_WRITE, WOULD_BLOCK, Loop, Timer
 from echo_server.core.sendbuffer import SendBuffer
 from echo_server.protocol import http
+from echo_server.protocol.frames import CloseCode
 from echo_server.protocol.http import HttpError, Request
 
 log = logging.getLogger(__name__)
@@ -129,6 +132,43 @@ CONTROL_CHAR = re.compile(r"[\x00-\x1f\x7f]")
 LOG_ESCAPES: Final = str.maketrans(
     {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]} | {0x5C: "\\\\"}
 )
+
+
+# What the page calls each kind of route (in its statistics table), and the tab that uses it.
+# A route missing here is still listed, under its class's name, and no tab uses it.
+PAGE_ROUTES: Final[Mapping[type[Route], tuple[str, str]]] = {
+    Echo: ("echo", "echo"),
+    Chat: ("chat", "chat"),
+    Tick: ("tick", "tick"),
+    Stream: ("live chart", "live"),
+    StatsFeed: ("statistics", "stats"),
+}
+# Words of a close code's name that are written as they are, not capitalised like a word.
+CLOSE_NAME_ACRONYMS = frozenset({"TLS"})
+
+
+def close_code_text(code: CloseCode) -> str:
+    """A close code's name for people: POLICY_VIOLATION is "Policy Violation"."""
+    words = code.name.split("_")
+    return " ".join(word if word in CLOSE_NAME_ACRONYMS else word.capitalize() for word in words)
+
+
+def page_config(ws_port: int) -> dict[str, object]:
+    """What /config.json tells the page, so that it declares none of it again.
+
+    `ws_port`: where the WebSocket server listens. `routes`: every WebSocket path and what it
+    is, from the route table. `tabs`: the path each of the page's tabs connects to (the first
+    path of its route). `close_codes`: each close code, as text ("1008"), and its name.
+    """
+    routes: dict[str, str] = {}
+    tabs: dict[str, str] = {}
+    for path, route in ROUTES.items():
+        name, tab = PAGE_ROUTES.get(route, (route.__name__.lower(), ""))
+        routes[path] = name
+        if tab:
+            tabs.setdefault(tab, path)
+    close_codes = {str(code.value): close_code_text(code) for code in CloseCode}
+    return {"ws_port": ws_port, "routes": routes, "tabs": tabs, "close_codes": close_codes}
 
 
 class RequestError(Exception):
@@ -194,7 +234,7 @@ class PageServer:
         self.limits = limits or Limits()
         self.site = Site(
             root=root.resolve(strict=True),
-            config_body=json.dumps({"ws_port": ws_port}).encode("ascii"),
+            config_body=json.dumps(page_config(ws_port)).encode("ascii"),
         )
         self.listener = make_listener(host, port)
         self.port: int = self.listener.getsockname()[1]

@@ -8,7 +8,7 @@ on these live in conftest.py; screenshots go to tests/artifacts/ for a person to
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from playwright.sync_api import (
     Browser,
     ConsoleMessage,
     Page,
+    Route,
     ViewportSize,
     expect,
     sync_playwright,
@@ -86,6 +87,29 @@ def open_page(page: Page, web_server: ServerProcess, address: str = "") -> None:
     """Load the page (address: "?query#hash") and wait until its script is ready."""
     page.goto(web_server.url("/" + address))
     expect(page.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+
+
+def served_config(page: Page, web_server: ServerProcess) -> dict[str, Any]:
+    """The page server's /config.json, fetched over HTTP as the page fetches it."""
+    config: dict[str, Any] = page.request.get(web_server.url("/config.json")).json()
+    return config
+
+
+def edit_config_json(page: Page, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Give `page` the page server's own /config.json with `edit` applied on the way.
+
+    For the tests that show the page uses what config.json says rather than what it would have
+    guessed: the real server says the same as the page's built-in defaults, so a test must make
+    it say something else to tell them apart.
+    """
+
+    def handle(route: Route) -> None:
+        response = route.fetch()
+        config = response.json()
+        edit(config)
+        route.fulfill(response=response, json=config)
+
+    page.route("**/config.json", handle)
 
 
 def call(page: Page, function: str, *args: Any) -> Any:

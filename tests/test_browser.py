@@ -2,8 +2,11 @@
 
 What a person sees: Connect and Disconnect, the status, the log with its echoed stars and their
 round-trip times, the message box, the notice when the WebSocket server cannot be reached, and the
-WebSocket address the page works out from its own. The address functions are also called directly,
-through window.echoPage, with location objects a test server could not produce (https, IPv6).
+WebSocket address the page works out from its own. What the page takes from /config.json (the
+port, each tab's path, the routes' and close codes' names), and the built-in defaults it falls
+back on when there is none (a page opened from a file). The address functions are also called
+directly, through window.echoPage, with location objects a test server could not produce (https,
+IPv6).
 
 Not here: the WebSocket protocol and the page server's own headers and files (their own tests).
 
@@ -18,7 +21,17 @@ import socket
 from datetime import datetime
 
 import pytest
-from browser import ARTIFACTS, PHONE, WAIT_MS, Problems, call, open_page
+from browser import (
+    ARTIFACTS,
+    PHONE,
+    WAIT_MS,
+    WWW,
+    Problems,
+    call,
+    edit_config_json,
+    open_page,
+    served_config,
+)
 from conftest import StartServer
 from playwright.sync_api import (
     Browser,
@@ -26,6 +39,8 @@ from playwright.sync_api import (
     expect,
 )
 from support import ServerProcess
+
+from echo_server import defaults
 
 MAX_TAB_PRESSES = 20
 RTT_RE = re.compile(r"^\d+(\.\d)? ms$")
@@ -285,6 +300,129 @@ def test_the_ws_query_must_be_a_port_number(
 )
 def test_the_path_query_must_be_a_path(functions_page: Page, search: str, path: str | None) -> None:
     assert call(functions_page, "pathFromSearch", search) == path
+
+
+# What the page takes from /config.json, and what it does without one.
+
+
+def test_the_page_uses_the_config_json_it_is_served(
+    page: Page, shared_web_server: ServerProcess
+) -> None:
+    open_page(page, shared_web_server)
+    in_use = page.evaluate("window.echoPage.config")
+    assert in_use == {"source": "/config.json", "values": served_config(page, shared_web_server)}
+    expect(page.locator("#log .entry")).to_have_count(0)
+
+
+def test_a_close_code_is_shown_with_the_name_config_json_gives_it(
+    page: Page, start_server: StartServer
+) -> None:
+    own_ws = start_server("ws", "--port", "0", "--rate-limit", "1")
+    own_web = start_server("web", "--port", "0", "--ws-port", str(own_ws.port))
+    name = served_config(page, own_web)["close_codes"]["1008"]
+    assert name == "Policy Violation"
+    open_page(page, own_web, "#chat")
+    page.click("#chat-connect")
+    expect(page.locator("#chat-status")).to_have_text("connected", timeout=WAIT_MS)
+    # Over the rate limit (1 a second, bursts of 2): the server closes with 1008.
+    page.evaluate(
+        "() => { for (let i = 0; i < 10; i += 1) window.echoPage.panels.chat.send('m' + i); }"
+    )
+    expect(page.locator("#chat-status")).to_have_text(
+        f"disconnected (1008 {name}: rate limit: over 1 messages/s)", timeout=WAIT_MS
+    )
+
+
+def test_close_code_names_come_from_config_json_not_from_the_page(
+    page: Page, shared_web_server: ServerProcess
+) -> None:
+    edit_config_json(page, lambda config: config["close_codes"].update({"1000": "All Done"}))
+    open_page(page, shared_web_server)
+    connect(page)
+    page.click("#disconnect")
+    expect(page.locator("#status")).to_have_text("disconnected (1000 All Done)")
+
+
+def test_each_tab_connects_to_the_path_config_json_gives_it(
+    page: Page, shared_web_server: ServerProcess, shared_ws_server: ServerProcess
+) -> None:
+    edit_config_json(page, lambda config: config["tabs"].update({"echo": "/echo"}))
+    open_page(page, shared_web_server)
+    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{shared_ws_server.port}/echo")
+    connect(page)
+    expect(page.locator("#log .entry.received .rtt").first).to_have_text(RTT_RE, timeout=WAIT_MS)
+
+
+def test_the_stats_table_names_each_route_as_config_json_does(
+    page: Page, shared_web_server: ServerProcess
+) -> None:
+    edit_config_json(page, lambda config: config["routes"].update({"/tick": "the clock"}))
+    open_page(page, shared_web_server, "#stats")
+    page.click("#stats-connect")
+    row = page.locator('#stats-table tr[data-route="/tick"]')
+    expect(row.locator(".route-name")).to_have_text("the clock", timeout=WAIT_MS)
+
+
+def test_a_page_that_cannot_fetch_config_json_says_so_and_uses_the_defaults(
+    page: Page, shared_web_server: ServerProcess
+) -> None:
+    page.route("**/config.json", lambda route: route.abort("connectionrefused"))
+    open_page(page, shared_web_server)
+    expect(page.locator("#log .entry.info .text")).to_have_text(
+        [re.compile(r"^Using the built-in defaults: could not fetch /config\.json \(.+\)$")]
+    )
+    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{defaults.WS_PORT}/")
+
+
+def test_an_unusable_part_of_config_json_is_replaced_by_the_default_and_said(
+    page: Page, shared_web_server: ServerProcess, shared_ws_server: ServerProcess
+) -> None:
+    edit_config_json(page, lambda config: config.update({"close_codes": ["not", "a", "map"]}))
+    open_page(page, shared_web_server)
+    expect(page.locator("#log .entry.info .text")).to_have_text(
+        ["Using the built-in close_codes: /config.json has none that is usable"]
+    )
+    expect(page.locator("#ws-url")).to_have_text(f"ws://127.0.0.1:{shared_ws_server.port}/")
+    connect(page)
+    page.click("#disconnect")
+    expect(page.locator("#status")).to_have_text("disconnected (1000 Normal Closure)")
+
+
+def test_the_built_in_defaults_are_what_the_page_server_sends(
+    functions_page: Page, shared_web_server: ServerProcess
+) -> None:
+    served = served_config(functions_page, shared_web_server)
+    built_in = functions_page.evaluate("window.echoPage.DEFAULT_CONFIG")
+    assert built_in == {**served, "ws_port": defaults.WS_PORT}
+
+
+def test_a_page_from_a_file_says_it_uses_the_built_in_defaults(functions_page: Page) -> None:
+    assert functions_page.evaluate("window.echoPage.config.source") == "built-in defaults"
+    expect(functions_page.locator("#log .entry.info .text")).to_have_text(
+        [
+            "Using the built-in defaults: a page opened from a file has no page server to ask "
+            "for /config.json"
+        ]
+    )
+
+
+def test_a_page_from_a_file_works_with_the_server_its_ws_query_names(
+    page: Page, start_server: StartServer
+) -> None:
+    # A page from a file sends "Origin: null", which the server refuses unless told otherwise.
+    own_ws = start_server("ws", "--port", "0", "--allow-origin", "null")
+    problems = Problems(page)
+    page.goto((WWW / "index.html").as_uri() + f"?ws={own_ws.port}")
+    expect(page.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+    expect(page.locator("#ws-url")).to_have_text(f"ws://localhost:{own_ws.port}/")
+    connect(page)
+    expect(page.locator("#log .entry.received .rtt").first).to_have_text(RTT_RE, timeout=WAIT_MS)
+    page.click("#disconnect")
+    expect(page.locator("#status")).to_have_text("disconnected (1000 Normal Closure)")
+    page.click("#tab-tick")
+    page.click("#tick-connect")
+    expect(page.locator("#tick-value")).to_have_text(re.compile(r"\d"), timeout=WAIT_MS)
+    problems.assert_none()
 
 
 # Everyone can use it.

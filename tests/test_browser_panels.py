@@ -3,6 +3,8 @@
 What a person sees: a tab bar that the mouse, the keyboard and the address's #hash all work; two
 pages chatting through /chat; the Tick counter advancing with the server's clock; the Live chart
 drawing the /stream value on its canvas; the Stats table counting this page's own connections.
+How the page is put together: its scripts, run in the order index.html lists them (from a file
+too), and every panel's head stamped from the one <template>.
 The formatting functions behind the panels are also called directly, through window.echoPage,
 with values a test server could not produce in reasonable time (a day of uptime, a gigabyte).
 
@@ -16,8 +18,10 @@ of each panel go to tests/artifacts/ for a person to look at.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,6 +52,15 @@ SAME_CLOCK_RE = re.compile(r"^(in step|\d{1,3} ms (ahead|behind))$")
 # Pixels this close to the chart's line colour, in each channel, count as the line.
 COLOUR_TOLERANCE = 8
 MIN_LINE_PIXELS = 100
+SCRIPT_SRC_RE = re.compile(r'<script src="([^"]+)" defer></script>')
+# What each panel's head is stamped with: its id prefix and its title.
+PANEL_HEADS = {
+    "echo": ("", "Echo"),
+    "chat": ("chat-", "Chat"),
+    "tick": ("tick-", "Tick: one clock for everyone"),
+    "live": ("live-", "Live: a value over the last minute"),
+    "stats": ("stats-", "Server statistics"),
+}
 
 
 @pytest.fixture
@@ -176,6 +189,88 @@ def test_tabs_work_in_a_page_opened_from_a_file(browser: Browser) -> None:
     finally:
         context.close()
     assert errors == []
+
+
+# How the page is put together.
+
+
+def script_sources(index: Path) -> list[str]:
+    """The scripts index.html loads, in its order."""
+    return SCRIPT_SRC_RE.findall(index.read_text())
+
+
+def open_file_page(browser: Browser, index: Path, errors: list[str]) -> Page:
+    """`index` opened from file:// in a context of its own; page errors go to `errors`."""
+    context = browser.new_context()
+    context.set_default_timeout(WAIT_MS)
+    opened = context.new_page()
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.goto(index.as_uri())
+    return opened
+
+
+def test_the_scripts_run_in_the_order_index_html_lists_them_from_a_file(
+    browser: Browser,
+) -> None:
+    sources = script_sources(WWW / "index.html")
+    assert sources[0] == "js/page.js"
+    assert sources[-1] == "js/start.js"
+    errors: list[str] = []
+    opened = open_file_page(browser, WWW / "index.html", errors)
+    try:
+        expect(opened.locator("html")).to_have_attribute("data-ready", "true", timeout=WAIT_MS)
+        loaded = opened.evaluate("window.echoPage.loaded")
+        assert ["js/page.js"] + [f"js/{name}.js" for name in loaded] == sources
+        assert opened.locator("script:not([src])").count() == 0
+    finally:
+        opened.context.close()
+    assert errors == []
+
+
+def test_a_script_run_too_early_stops_the_page_saying_which_it_needs(
+    browser: Browser, tmp_path: Path
+) -> None:
+    copy = tmp_path / "www"
+    shutil.copytree(WWW, copy)
+    index = copy / "index.html"
+    html = index.read_text()
+    log_tag = '<script src="js/log.js" defer></script>'
+    format_tag = '<script src="js/format.js" defer></script>'
+    index.write_text(
+        html.replace(format_tag, "FORMAT").replace(log_tag, format_tag).replace("FORMAT", log_tag)
+    )
+    errors: list[str] = []
+    opened = open_file_page(browser, index, errors)
+    try:
+        opened.wait_for_load_state("load")
+        assert opened.get_attribute("html", "data-ready") is None
+    finally:
+        opened.context.close()
+    assert any("js/log.js needs js/format.js to run first" in error for error in errors), errors
+
+
+def test_every_panel_head_is_stamped_from_the_one_template(
+    page: Page, shared_web_server: ServerProcess
+) -> None:
+    html = (WWW / "index.html").read_text()
+    assert html.count("<template") == 1
+    assert html.count('class="panel-head"') == 1
+    assert html.count('data-role="connect"') == 1
+    open_page(page, shared_web_server)
+    assert page.locator("template").count() == 1
+    assert page.locator("slot").count() == 0
+    assert page.locator(".panel-head").count() == len(PANEL_HEADS)
+    for name, (prefix, title) in PANEL_HEADS.items():
+        panel = page.locator(f"#{name}-panel")
+        head = panel.locator(":scope > .panel-head")
+        expect(head.locator("h2")).to_have_text(title)
+        expect(head.locator(f"#{prefix}status")).to_have_text("disconnected")
+        expect(panel.locator(f"#{prefix}connect")).to_be_enabled()
+        expect(panel.locator(f"#{prefix}disconnect")).to_be_disabled()
+        expect(panel.locator(".panel-intro")).to_have_count(1)
+        expect(panel.locator(f"#{prefix}notice")).to_be_hidden()
+    # Echo's own control joins the stamped ones.
+    expect(page.locator("#echo-panel .controls label:has(#heartbeat)")).to_have_count(1)
 
 
 # Panels connect on their own.

@@ -31,7 +31,9 @@ from support import REPO, STOP_TIMEOUT_S, ServerProcess, recv_until, start
 
 from echo_server import defaults
 from echo_server.addresses import canonical_address
+from echo_server.app.routes import ROUTES
 from echo_server.defaults import WEB_MAX_CONNECTIONS, WEB_MAX_CONNECTIONS_PER_ADDRESS
+from echo_server.protocol.frames import CloseCode
 from echo_server.web import CONTENT_SECURITY_POLICY
 
 REPLY_TIMEOUT_S = 10.0
@@ -228,14 +230,46 @@ def test_root_serves_index_html(web: ServerProcess, site: Site) -> None:
 def test_config_json_tells_the_page_the_websocket_port(web: ServerProcess) -> None:
     reply = fetch(web, "/config.json")
     assert reply.status == 200
-    assert json.loads(reply.body) == {"ws_port": 9}
+    assert json.loads(reply.body)["ws_port"] == 9
     assert reply.headers["Content-Type"] == "application/json"
     assert reply.headers["Cache-Control"] == "no-store"
 
 
+def test_config_json_lists_every_websocket_route_with_what_it_is(web: ServerProcess) -> None:
+    routes = json.loads(fetch(web, "/config.json").body)["routes"]
+    assert list(routes) == list(ROUTES)
+    assert routes == {
+        "/": "echo",
+        "/echo": "echo",
+        "/chat": "chat",
+        "/tick": "tick",
+        "/stream": "live chart",
+        "/stats": "statistics",
+    }
+
+
+def test_config_json_tells_each_tab_of_the_page_its_route(web: ServerProcess) -> None:
+    tabs = json.loads(fetch(web, "/config.json").body)["tabs"]
+    assert tabs == {
+        "echo": "/",
+        "chat": "/chat",
+        "tick": "/tick",
+        "live": "/stream",
+        "stats": "/stats",
+    }
+
+
+def test_config_json_names_every_close_code(web: ServerProcess) -> None:
+    close_codes = json.loads(fetch(web, "/config.json").body)["close_codes"]
+    assert list(close_codes) == [str(code.value) for code in CloseCode]
+    assert close_codes["1000"] == "Normal Closure"
+    assert close_codes["1008"] == "Policy Violation"
+    assert close_codes["1015"] == "TLS Handshake"
+
+
 def test_config_json_ignores_a_query_string(web: ServerProcess) -> None:
     reply = fetch(web, "/config.json?nocache=123")
-    assert json.loads(reply.body) == {"ws_port": 9}
+    assert json.loads(reply.body)["ws_port"] == 9
 
 
 def test_config_json_is_generated_even_if_the_folder_has_one(
@@ -243,7 +277,7 @@ def test_config_json_is_generated_even_if_the_folder_has_one(
 ) -> None:
     (site.root / "config.json").write_text('{"ws_port": 1}')
     web = start_server("web", "--port", "0", "--ws-port", "4567", "--root", str(site.root))
-    assert json.loads(fetch(web, "/config.json").body) == {"ws_port": 4567}
+    assert json.loads(fetch(web, "/config.json").body)["ws_port"] == 4567
 
 
 @pytest.mark.parametrize(

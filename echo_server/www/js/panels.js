@@ -1,0 +1,416 @@
+/*
+ * The panels, one per WebSocket route: Chat, and the receive-only Tick, Live and Stats. (Echo is
+ * the base class itself, js/panel.js.)
+ *
+ * What this file is for: what each panel does with a message: Chat marks its own messages as
+ * delivered and prefixes a name; Tick shows the server's counter and clock and how far this
+ * device's clock is from it; Live keeps the last minute of values for its chart; Stats fills a
+ * table from the server's statistics.
+ *
+ * What it is not: the connection (js/panel.js), the drawing (js/chart.js) or the start-up that
+ * builds the panels (js/start.js).
+ */
+echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
+  "use strict";
+
+  const { formatBytes, formatClock, formatCount, formatDuration, formatOffset } = page;
+  const { describeBinary, part, code, ConnectionPanel, CHART_WINDOW_S, LiveChart } = page;
+
+  const CHAT_NAME_KEY = "echo_server.chat.name";
+  // How many recent arrivals the clock comparison looks at: enough to find one that was not
+  // held up on the way, few enough to follow a clock that is being corrected.
+  const CLOCK_SAMPLES = 30;
+  // The Live panel: how often its chart scrolls without new data, and a bound on the points
+  // kept (a fast server must not grow the array without end).
+  const CHART_SCROLL_INTERVAL_MS = 1000;
+  const MAX_CHART_POINTS = 5000;
+
+  /** A remembered setting, or "" when there is none or the browser keeps nothing (private mode). */
+  function loadSetting(key) {
+    try {
+      return window.localStorage.getItem(key) || "";
+    } catch (error) {
+      return "";
+    }
+  }
+
+  function saveSetting(key, value) {
+    try {
+      window.localStorage.setItem(key, value);
+    } catch (error) {
+      // Not remembered for next time; the name still works now.
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Chat: the Echo panel's log and message box, with a name, for a route that sends everything
+  // to everyone.
+
+  class ChatPanel extends ConnectionPanel {
+    constructor(root, options) {
+      super(root, { ...options, heartbeat: false, matchEchoes: true });
+      this.name = part(root, "name");
+      if (this.name) {
+        this.name.value = loadSetting(CHAT_NAME_KEY);
+        this.name.addEventListener("change", () => {
+          saveSetting(CHAT_NAME_KEY, this.name.value.trim());
+        });
+      }
+    }
+
+    /** "name: text", or just the text without a name; nothing for an empty message. */
+    outgoing(text) {
+      const message = text.trim();
+      if (message === "") {
+        return null;
+      }
+      const name = this.name ? this.name.value.trim() : "";
+      return name === "" ? message : name + ": " + message;
+    }
+
+    received(data) {
+      const sent = typeof data === "string" ? this.takePending(data) : null;
+      if (sent && sent.item) {
+        // Our own message, back from the server, has reached everyone: mark the entry we
+        // showed when it was sent rather than show it twice.
+        sent.item.classList.add("delivered");
+        this.log.addRtt(sent.item, performance.now() - sent.sentAt, "time to reach everyone");
+        return;
+      }
+      this.note("received", typeof data === "string" ? data : describeBinary(data));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Receive-only panels for routes that push JSON: Tick, Live and Stats.
+
+  /**
+   * A panel that shows JSON objects as they arrive. A subclass's show(message) returns whether
+   * the message was one it understands; anything else is counted and explained once.
+   */
+  class FeedPanel extends ConnectionPanel {
+    constructor(root, options) {
+      super(root, { ...options, heartbeat: false, matchEchoes: false });
+      this.ignoredCount = 0;
+    }
+
+    received(data) {
+      let message = null;
+      if (typeof data === "string") {
+        try {
+          message = JSON.parse(data);
+        } catch (error) {
+          message = null;
+        }
+      }
+      if (message !== null && typeof message === "object" && this.show(message)) {
+        return;
+      }
+      this.ignoredCount += 1;
+      // Once per connection is enough to explain a panel that stays empty.
+      if (this.ignoredCount === 1) {
+        this.showNotice("info", [
+          "The server at ",
+          code(this.url),
+          " sent something this panel does not understand. Is it an echo_server?",
+        ]);
+      }
+    }
+
+    didOpen() {
+      this.ignoredCount = 0;
+    }
+
+    show(message) {
+      return false;
+    }
+  }
+
+  /**
+   * How far this device's clock is from the server's, from messages stamped with the server's
+   * time. Each arrival gives (local clock - server clock) plus the time the message travelled;
+   * the smallest of the recent ones travelled fastest, so it is the best estimate.
+   */
+  class ClockOffset {
+    constructor() {
+      this.samples = [];
+    }
+
+    add(serverTimeS) {
+      this.samples.push(Date.now() / 1000 - serverTimeS);
+      if (this.samples.length > CLOCK_SAMPLES) {
+        this.samples.shift();
+      }
+    }
+
+    reset() {
+      this.samples = [];
+    }
+
+    /** Local minus server time in seconds; 0 until a message has arrived. */
+    estimate() {
+      return this.samples.length > 0 ? Math.min(...this.samples) : 0;
+    }
+
+    /** The server's time now, in Unix seconds, as far as this page can tell. */
+    serverNow() {
+      return Date.now() / 1000 - this.estimate();
+    }
+  }
+
+  /** Tick: the server's second counter, big, its clock, and how far ours is from it. */
+  class TickPanel extends FeedPanel {
+    constructor(root, options) {
+      super(root, options);
+      this.value = part(root, "value");
+      this.time = part(root, "time");
+      this.offset = part(root, "offset");
+      this.clock = new ClockOffset();
+    }
+
+    didOpen() {
+      super.didOpen();
+      this.clock.reset();
+    }
+
+    show(message) {
+      if (!Number.isFinite(message.tick) || !Number.isFinite(message.time)) {
+        return false;
+      }
+      this.clock.add(message.time);
+      this.value.textContent = formatCount(message.tick);
+      const serverTime = new Date(message.time * 1000);
+      this.time.textContent = formatClock(serverTime);
+      this.time.dateTime = serverTime.toISOString();
+      this.offset.textContent = formatOffset(this.clock.estimate());
+      this.pulse();
+      return true;
+    }
+
+    /** A short fade says "that was a tick", unless the reader asked for less motion. */
+    pulse() {
+      if (window.matchMedia("(prefers-reduced-motion: reduce)").matches) {
+        return;
+      }
+      this.value.animate([{ opacity: 0.4 }, { opacity: 1 }], { duration: 450, easing: "ease-out" });
+    }
+  }
+
+
+  /** Live: a chart of the /stream value over the last minute, and the latest value. */
+  class LivePanel extends FeedPanel {
+    constructor(root, options) {
+      super(root, options);
+      // {t: Unix seconds (server time), v: value}, oldest first. Exposed for tests.
+      this.points = [];
+      this.clock = new ClockOffset();
+      this.value = part(root, "value");
+      this.summary = part(root, "summary");
+      // The chart's right edge while not connected: where the data stopped.
+      this.frozenEnd = null;
+      this.scrollTimer = null;
+      this.chart = new LiveChart(part(root, "chart"), () => ({
+        points: this.points,
+        end: this.windowEnd(),
+        empty: this.socket ? "Waiting for the first value…" : "Press Connect to draw the value",
+      }));
+    }
+
+    didOpen() {
+      super.didOpen();
+      // A new connection starts a new line: joining it to the old one would draw a flat step
+      // across the time it was away.
+      this.points.splice(0);
+      this.clock.reset();
+      this.frozenEnd = null;
+      this.scrollTimer = setInterval(() => this.scroll(), CHART_SCROLL_INTERVAL_MS);
+      this.chart.request();
+    }
+
+    didClose() {
+      if (this.scrollTimer !== null) {
+        clearInterval(this.scrollTimer);
+        this.scrollTimer = null;
+      }
+      this.frozenEnd = this.clock.serverNow();
+      this.chart.request();
+    }
+
+    show(message) {
+      if (!Number.isFinite(message.variable) || !Number.isFinite(message.time)) {
+        return false;
+      }
+      this.clock.add(message.time);
+      this.points.push({ t: message.time, v: message.variable });
+      this.prune();
+      this.value.textContent = formatCount(message.variable);
+      this.summarize();
+      this.chart.request();
+      return true;
+    }
+
+    /** Once a second with no new value: the window moves on, so the chart must too. */
+    scroll() {
+      this.prune();
+      this.summarize();
+      this.chart.request();
+    }
+
+    windowEnd() {
+      return this.frozenEnd !== null ? this.frozenEnd : this.clock.serverNow();
+    }
+
+    /** Drop points that have left the window, but the one that gives the left edge's height. */
+    prune() {
+      const start = this.windowEnd() - CHART_WINDOW_S;
+      let firstKept = 0;
+      while (firstKept + 1 < this.points.length && this.points[firstKept + 1].t <= start) {
+        firstKept += 1;
+      }
+      firstKept = Math.max(firstKept, this.points.length - MAX_CHART_POINTS);
+      if (firstKept > 0) {
+        this.points.splice(0, firstKept);
+      }
+    }
+
+    /** The chart in words, for everyone who cannot see it. */
+    summarize() {
+      const start = this.windowEnd() - CHART_WINDOW_S;
+      const recent = this.points.filter((point) => point.t > start).map((point) => point.v);
+      if (this.points.length === 0) {
+        this.summary.textContent = "No values yet.";
+      } else if (recent.length === 0) {
+        this.summary.textContent = "No change in the last minute.";
+      } else {
+        const count = recent.length === 1 ? "1 value" : formatCount(recent.length) + " values";
+        this.summary.textContent =
+          count +
+          " in the last minute, from " +
+          formatCount(Math.min(...recent)) +
+          " to " +
+          formatCount(Math.max(...recent)) +
+          ".";
+      }
+    }
+  }
+
+  /** Stats: a table from the server's statistics, refreshed as they arrive. */
+  class StatsPanel extends FeedPanel {
+    constructor(root, options) {
+      super(root, options);
+      this.table = part(root, "table");
+      this.updated = part(root, "updated");
+      // What each path is, by path (config.json's routes): {"/stream": "live chart"}.
+      this.routeNames = options.routeNames || {};
+      // () => {"/": 1, "/stats": 1}: which of this page's panels are connected where.
+      this.ownConnections = options.ownConnections || (() => ({}));
+      this.lastUpdate = null;
+    }
+
+    routeName(route) {
+      return Object.hasOwn(this.routeNames, route) ? this.routeNames[route] : "";
+    }
+
+    show(stats) {
+      const connections = stats.connections;
+      const perRoute = connections && connections.per_route;
+      if (!perRoute || typeof perRoute !== "object") {
+        return false;
+      }
+      const own = this.ownConnections();
+      const routeRows = Object.keys(perRoute).map((route) => {
+        // This page's share first, so that the counts line up at the right edge.
+        const value = own[route] ? [span("own", "this page: " + own[route]), " "] : [];
+        value.push(span("count", countText(perRoute[route])));
+        const name = [code(route), " ", span("route-name", this.routeName(route))];
+        const row = tableRow(name, value);
+        row.dataset.route = route;
+        row.classList.add("route");
+        return row;
+      });
+      this.table.replaceChildren(
+        ...(this.table.caption ? [this.table.caption] : []),
+        rowGroup(null, [tableRow(["Uptime"], [formatDuration(Number(stats.uptime_s) || 0)])]),
+        rowGroup("Connections now", [
+          tableRow(["Open"], [countText(connections.total)]),
+          tableRow(["Still handshaking"], [countText(connections.handshaking)]),
+          ...routeRows,
+        ]),
+        rowGroup("Since the server started", [
+          tableRow(["Connections accepted"], [countText(stats.accepted)]),
+          tableRow(["Connections refused"], [countText(stats.refused)]),
+          tableRow(["Messages in"], [countText(stats.messages_in)]),
+          tableRow(["Messages out"], [countText(stats.messages_out)]),
+          bytesRow("Bytes in", stats.bytes_in),
+          bytesRow("Bytes out", stats.bytes_out),
+        ]),
+      );
+      this.lastUpdate = new Date();
+      this.updated.textContent = "Updated " + formatClock(this.lastUpdate) + ", every second.";
+      return true;
+    }
+
+    didClose() {
+      if (this.lastUpdate) {
+        this.updated.textContent =
+          "Last updated " + formatClock(this.lastUpdate) + "; not connected now.";
+      }
+    }
+  }
+
+  function countText(value) {
+    return Number.isFinite(value) ? formatCount(value) : "–";
+  }
+
+  function span(className, text) {
+    const element = document.createElement("span");
+    element.className = className;
+    element.textContent = text;
+    return element;
+  }
+
+  /** A table row: a header cell and a value cell, each from text and elements. */
+  function tableRow(header, value) {
+    const row = document.createElement("tr");
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.append(...header);
+    const td = document.createElement("td");
+    td.append(...value);
+    row.append(th, td);
+    return row;
+  }
+
+  function bytesRow(label, bytes) {
+    const row = tableRow([label], [Number.isFinite(bytes) ? formatBytes(bytes) : "–"]);
+    if (Number.isFinite(bytes)) {
+      row.cells[1].title = formatCount(bytes) + " bytes";
+    }
+    return row;
+  }
+
+  /** A <tbody> with an optional heading row. */
+  function rowGroup(title, rows) {
+    const body = document.createElement("tbody");
+    if (title) {
+      const heading = document.createElement("tr");
+      heading.className = "group";
+      const th = document.createElement("th");
+      th.scope = "rowgroup";
+      th.colSpan = 2;
+      th.textContent = title;
+      heading.append(th);
+      body.append(heading);
+    }
+    body.append(...rows);
+    return body;
+  }
+
+  return {
+    ChatPanel,
+    FeedPanel,
+    TickPanel,
+    LivePanel,
+    StatsPanel,
+  };
+});
