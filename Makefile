@@ -9,6 +9,9 @@ DEV := $(VENV)/.installed-dev
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 ARGS ?=
 PYTEST_ARGS ?=
+# Test files run in parallel processes (pytest-xdist), each file in one process: most tests
+# wait on timers and sockets, not on the CPU. TEST_WORKERS=0 runs them all in this process.
+TEST_WORKERS ?= 4
 QUICK ?=
 
 .PHONY: install dev ws web demo lan cluster test lint conformance bench dist clean
@@ -45,7 +48,7 @@ cluster: install  ## redis-server and two workers behind one port, with the page
 
 test: dev
 	-bash conformance/install.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 lint: dev
 	$(PY) -m ruff check .
