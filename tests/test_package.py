@@ -14,14 +14,13 @@ import signal
 import site
 import subprocess
 import sys
-import time
 import urllib.request
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
-from support import REPO, free_ports
+from support import REPO, free_ports, wait_until
 from websockets.sync.client import connect
 
 BUILD_TIMEOUT_S = 180.0
@@ -109,7 +108,12 @@ def test_the_installed_demo_serves_the_page_from_any_folder(
     with log.open("wb") as output:
         demo = subprocess.Popen(command, cwd=elsewhere, env=env, stdout=output, stderr=output)
     try:
-        page = fetch_when_up(f"http://127.0.0.1:{web_port}/", log)
+        wait_until(
+            lambda: log.read_text(errors="replace").count(" listening on ") >= 2,
+            START_TIMEOUT_S,
+            f"both servers' ready lines:\n{log}",
+        )
+        page = fetch(f"http://127.0.0.1:{web_port}/")
         assert b"<!doctype html>" in page.lower()
         with connect(f"ws://127.0.0.1:{ws_port}/", open_timeout=TIMEOUT_S, proxy=None) as ws:
             ws.send("from the wheel")
@@ -121,13 +125,7 @@ def test_the_installed_demo_serves_the_page_from_any_folder(
     assert str(REPO) not in log.read_text()  # nothing came from the checkout
 
 
-def fetch_when_up(url: str, log: Path) -> bytes:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-                body: bytes = response.read()
-                return body
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} never answered:\n{log.read_text()}")
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        body: bytes = response.read()
+    return body
