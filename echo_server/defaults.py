@@ -48,6 +48,24 @@ RATE_LIMIT_BURST_S: Final = 2.0
 TICK_INTERVAL_S: Final = 1.0
 STREAM_MAX_GAP_S: Final = 1.0  # /stream: the value changes at random gaps of 0 to this
 
+# Fault knobs of the echo routes (`?delay=...`, see app/faults.py): each bounded, so that no
+# knob lets one client use unbounded memory or CPU.
+FAULT_MAX_DELAY_MS: Final = 10_000
+FAULT_MAX_AFTER: Final = 1_000_000  # messages
+FAULT_MAX_FRAGMENTS: Final = 4096  # per echoed message: fragment= is raised to keep to this
+FAULT_MAX_REPEAT: Final = 16
+FAULT_MAX_ECHO_BYTES: Final = 4 * 1024 * 1024  # what one message may make, repeats added up
+FAULT_MIN_PING_S: Final = 0.1
+FAULT_MAX_PING_S: Final = 3600.0
+FAULT_MAX_PUSH_BYTES: Final = 64 * 1024
+FAULT_MIN_PUSH_EVERY_MS: Final = 10
+FAULT_MAX_PUSH_EVERY_MS: Final = 3_600_000
+
+# Why a client was refused (GET /refusal on the WebSocket port): kept this long, for this many
+# client addresses at most.
+REFUSAL_MEMORY_S: Final = 60.0
+REFUSAL_MEMORY_ADDRESSES: Final = 4096
+
 # Static server (web.py).
 # The whole request head, so a trickling client is cut off too: counted from the accept for a
 # connection's first request, from the request's first byte for later ones. Also how long a

@@ -68,7 +68,9 @@ from urllib.parse import unquote_to_bytes
 
 from echo_server import defaults
 from echo_server.addresses import canonical_address
-from echo_server.app.routes import ROUTES, Chat, Echo, Route, StatsFeed, Stream, Tick
+from echo_server.app.echo import Echo, Inspect
+from echo_server.app.routes import ROUTES, Chat, StatsFeed, Stream, Tick
+from echo_server.core.connection import Connection
 from echo_server.core.listen import make_listener
 from echo_server.core.loop import EVENT_READ, EVENT_WRITE, WOULD_BLOCK, Loop, Timer
 from echo_server.core.sendbuffer import SendBuffer
@@ -136,8 +138,9 @@ LOG_ESCAPES: Final = str.maketrans(
 
 # What the page calls each kind of route (in its statistics table), and the tab that uses it.
 # A route missing here is still listed, under its class's name, and no tab uses it.
-PAGE_ROUTES: Final[Mapping[type[Route], tuple[str, str]]] = {
+PAGE_ROUTES: Final[Mapping[type[Connection], tuple[str, str]]] = {
     Echo: ("echo", "echo"),
+    Inspect: ("inspector", "inspect"),
     Chat: ("chat", "chat"),
     Tick: ("tick", "tick"),
     Stream: ("live chart", "live"),

@@ -241,6 +241,7 @@ def test_config_json_lists_every_websocket_route_with_what_it_is(web: ServerProc
     assert routes == {
         "/": "echo",
         "/echo": "echo",
+        "/inspect": "inspector",
         "/chat": "chat",
         "/tick": "tick",
         "/stream": "live chart",
@@ -252,6 +253,7 @@ def test_config_json_tells_each_tab_of_the_page_its_route(web: ServerProcess) ->
     tabs = json.loads(fetch(web, "/config.json").body)["tabs"]
     assert tabs == {
         "echo": "/",
+        "inspect": "/inspect",
         "chat": "/chat",
         "tick": "/tick",
         "live": "/stream",

@@ -22,6 +22,7 @@ from echo_server.app.broadcast import CHAT, STATS_FEED, STREAM, TICK, Hub
 from echo_server.app.endpoints import Endpoints
 from echo_server.app.machinenames import MachineNames
 from echo_server.app.producers import RandomWalk, Ticker, to_json
+from echo_server.app.refusals import Refusals
 from echo_server.app.routes import make_routes
 from echo_server.core.loop import Loop
 from echo_server.core.server import Server
@@ -52,7 +53,9 @@ class App:
         self.hub = Hub()
         self.fanout: Fanout | None = None
         self.machine_names = MachineNames.started(self.loop, defaults.MACHINE_NAMES_REFRESH_S)
+        self.refusals = Refusals(self.loop.time)
         self.server = Server(settings, make_routes(self), http=Endpoints(self), loop=self.loop)
+        self.server.on_refused(self.refusals.record)
         self.ticker = Ticker(self.loop, self.publish, self.producing, on_tick=self._stats_feed)
         self.random_walk = RandomWalk(self.loop, self.publish, self.producing)
 
@@ -99,6 +102,9 @@ class App:
             },
             "accepted": stats.accepted,
             "refused": stats.refused,
+            "refused_by_status": {
+                str(status): count for status, count in sorted(stats.refused_by_status.items())
+            },
             "messages_in": stats.messages_in,
             "messages_out": stats.messages_out,
             "bytes_in": stats.bytes_in,

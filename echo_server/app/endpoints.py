@@ -18,12 +18,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from echo_server.addresses import is_loopback
 from echo_server.app.machinenames import MachineNames
+from echo_server.app.refusals import Refusals
 from echo_server.protocol.handshake import origin_allowed
 from echo_server.protocol.http import Headers, HttpError, Request, http_response
 from echo_server.settings import Settings
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 NOTIFY = "/notify"
 STATS = "/stats"
-PATHS = frozenset((NOTIFY, STATS))
+REFUSAL = "/refusal"
+PATHS = frozenset((NOTIFY, STATS, REFUSAL))
 
 
 class EndpointHost(Protocol):
@@ -41,6 +43,7 @@ class EndpointHost(Protocol):
 
     settings: Settings
     machine_names: MachineNames
+    refusals: Refusals
 
     def notify(self, message: str) -> int: ...
     def statistics(self) -> dict[str, Any]: ...
@@ -94,9 +97,17 @@ def notify_message(request: Request, body: bytes) -> str:
     return message
 
 
-def json_response(value: Any) -> bytes:
+def json_response(value: Any, headers: Sequence[tuple[str, str]] = ()) -> bytes:
     content = json.dumps(value, indent=1).encode() + b"\n"
-    return http_response(200, content, JSON, [("Cache-Control", "no-store")])
+    return http_response(200, content, JSON, [("Cache-Control", "no-store"), *headers])
+
+
+def same_host_cors(request: Request, allowed_origins: frozenset[str]) -> list[tuple[str, str]]:
+    """CORS headers letting a page of this host (or an allowed origin) read the answer."""
+    origin = request.headers.get("Origin")
+    if origin is None or not origin_allowed(origin, request.headers.get("Host"), allowed_origins):
+        return [("Vary", "Origin")]
+    return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
 
 
 class Endpoints:
@@ -113,11 +124,27 @@ class Endpoints:
         handlers: dict[str, tuple[tuple[str, ...], Callable[[], Any]]] = {
             NOTIFY: (("GET", "POST"), lambda: self.notify(request, body, peer)),
             STATS: (("GET",), self.app.statistics),
+            REFUSAL: (("GET",), lambda: self.refusal(peer)),
         }
         methods, handler = handlers[request.path]
         if request.method not in methods:
             raise HttpError(405, "Method not allowed.", [("Allow", ", ".join(methods))])
-        return json_response(handler())
+        cors = same_host_cors(request, self.app.settings.allowed_origins)
+        return json_response(handler(), cors if request.path == REFUSAL else ())
+
+    def refusal(self, peer: str) -> dict[str, Any]:
+        """The caller's own last refusal, if under a minute old: what its page could not see."""
+        refusals = self.app.refusals
+        last = refusals.last(peer)
+        if last is None:
+            return {"refused": False}
+        return {
+            "refused": True,
+            "status": last.status,
+            "message": last.message,
+            "path": last.path,
+            "age_s": round(refusals.age_s(last), 1),
+        }
 
     def notify(self, request: Request, body: bytes, peer: str) -> dict[str, int]:
         headers = request.headers

@@ -1,4 +1,4 @@
-"""What each WebSocket path does: echo, chat, tick, stream, stats. Each route is a Connection.
+"""What each WebSocket path does: echo, inspect, chat, tick, stream, stats. Each is a Connection.
 
 A route's handler only decides what to send; the connection does the framing, the limits and
 the closing. The routes reach the application (its hub, its producers, its statistics) through
@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol
 
 from echo_server import defaults
 from echo_server.app.broadcast import CHAT, STATS_FEED, STREAM, TICK, Hub
+from echo_server.app.echo import Echo, Inspect
 from echo_server.app.producers import to_json
 from echo_server.app.ratelimit import TokenBucket
 from echo_server.core.connection import Connection, ConnectionFactory
@@ -36,13 +37,6 @@ class Route(Connection):
     """A connection of the application's: `app` is set by make_routes."""
 
     app: ClassVar[RouteHost]
-
-
-class Echo(Route):
-    """Every message comes back unchanged: text as text, binary as binary, byte for byte."""
-
-    def handle(self) -> None:
-        self.send_message(self.data)
 
 
 class Subscriber(Route):
@@ -115,9 +109,10 @@ class StatsFeed(Subscriber):
         self.send_message(to_json(self.app.statistics()))
 
 
-ROUTES: dict[str, type[Route]] = {
+ROUTES: dict[str, type[Connection]] = {
     "/": Echo,
     "/echo": Echo,
+    "/inspect": Inspect,
     "/chat": Chat,
     "/tick": Tick,
     "/stream": Stream,
@@ -127,7 +122,7 @@ ROUTES: dict[str, type[Route]] = {
 
 def make_routes(app: RouteHost) -> dict[str, ConnectionFactory]:
     """The routes of `app`: each route class, subclassed with `app` set."""
-    bound: dict[type[Route], ConnectionFactory] = {}
+    bound: dict[type[Connection], ConnectionFactory] = {}
     for route in ROUTES.values():
         if route not in bound:
             bound[route] = type(route.__name__, (route,), {"app": app})

@@ -22,13 +22,15 @@ before a Connection exists (see upgrade.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import ssl
+import struct
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from echo_server import defaults
 from echo_server.core.loop import EVENT_READ, EVENT_WRITE, WOULD_BLOCK, Loop, Timer
@@ -38,6 +40,7 @@ from echo_server.protocol.frames import (
     Close,
     CloseCode,
     FrameReader,
+    FrameSeen,
     Message,
     Opcode,
     Ping,
@@ -66,6 +69,10 @@ class Host(Protocol):
         ...
 
 
+LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
+OWNED_TIMERS_SWEEP = 64  # a handler's timers kept for cancelling; fired ones swept past this
+MAX_PINGS_IN_FLIGHT = 16  # pings awaiting their pong, kept to time them; the oldest goes first
+
 # How a server makes the connection of a route: a Connection subclass is one.
 ConnectionFactory = Callable[[Host, socket.socket, Any, Request], "Connection"]
 
@@ -80,6 +87,10 @@ class Phase(Enum):
 class Connection:
     """One WebSocket client. Subclass it and override `handle()`; see the module docstring."""
 
+    # An inspecting route sets this: every frame received is then reported to
+    # `frame_received` as it arrives (a flag checked per frame; nothing else costs).
+    report_frames: ClassVar[bool] = False
+
     def __init__(self, server: Host, sock: socket.socket, address: Any, request: Request) -> None:
         self.server = server
         self.client = sock  # upstream's name for the socket
@@ -93,7 +104,9 @@ class Connection:
         self.fd = sock.fileno()  # the server's key for this connection, kept after close
         self.phase = Phase.OPEN
         settings = server.settings
-        self._reader = FrameReader(max_message_bytes=settings.max_message_bytes)
+        self._reader = FrameReader(
+            max_message_bytes=settings.max_message_bytes, report_frames=self.report_frames
+        )
         self._out = SendBuffer(sock)
         self._write_limit = settings.write_limit_bytes
         self._flush_queued = False  # a flush is asked for at the end of this loop turn
@@ -103,7 +116,9 @@ class Connection:
         self._timer: Timer | None = None  # the close timeout, while one runs
         self._ping_timer: Timer | None = None
         self._pong_timer: Timer | None = None
-        self._ping_payload: bytes | None = None
+        self._ping_payload: bytes | None = None  # the keepalive ping awaiting its pong
+        self._pings: dict[bytes, float] | None = None  # pings in flight: payload -> sent at
+        self._owned_timers: list[Timer] | None = None  # the handler's, cancelled at the close
         self._handle_close_called = False
 
     @property
@@ -122,6 +137,17 @@ class Connection:
     def handle_close(self) -> None:
         """Called once the connection is closed, whichever side closed it and however."""
 
+    # Hooks for inspecting the wire (an inspector overrides them; they do nothing here).
+
+    def frame_received(self, frame: FrameSeen) -> None:
+        """A frame arrived (only with `report_frames`), before what it completes is handled."""
+
+    def pong_received(self, payload: bytes, rtt_s: float) -> None:
+        """A pong answered one of our pings (`ping()`, or the keepalive's), `rtt_s` later."""
+
+    def close_received(self, code: int, reason: str) -> None:
+        """The peer's close frame arrived; our answer is sent right after this returns."""
+
     # Handler API: call these.
 
     def send_message(self, data: str | bytes | bytearray | memoryview) -> None:
@@ -133,6 +159,46 @@ class Connection:
         """
         opcode, payload = message_payload(data)
         self.send_frame(opcode, payload)
+
+    def soon(self, method: Callable[[], None]) -> None:
+        """Run `method` in the next loop turn, once what this turn queued has been sent, under
+        this connection's guard; not at all if the connection has closed by then."""
+
+        def run() -> None:
+            if self.phase is not Phase.CLOSED:
+                self._guard(method)
+
+        self.server.loop.call_soon(run)
+
+    def later(self, delay_s: float, method: Callable[[], None]) -> Timer:
+        """Run `method` in `delay_s`, under this connection's guard (a failure closes it
+        with 1011); cancelled by itself when the connection closes."""
+        return self._own(self._later(delay_s, method))
+
+    def every(self, interval_s: float, method: Callable[[], None]) -> Timer:
+        """Run `method` every `interval_s` (no drift), as `later` does."""
+        timer = self.server.loop.call_every(interval_s, lambda: self._guard(method))
+        return self._own(timer)
+
+    def _own(self, timer: Timer) -> Timer:
+        if self._owned_timers is None:
+            self._owned_timers = []
+        elif len(self._owned_timers) > OWNED_TIMERS_SWEEP:
+            self._owned_timers = [t for t in self._owned_timers if not t.cancelled]
+        self._owned_timers.append(timer)
+        return timer
+
+    def ping(self, payload: bytes = b"") -> None:
+        """Send a ping (payload up to 125 bytes); its pong calls `pong_received`."""
+        if self.phase is not Phase.OPEN:
+            return
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        elif len(pings) >= MAX_PINGS_IN_FLIGHT:
+            del pings[next(iter(pings))]  # the oldest: its pong, if it ever comes, is ignored
+        pings[bytes(payload)] = self.server.loop.time()
+        self.send_frame(Opcode.PING, payload)
 
     def close(self, status: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake; the socket closes when the peer answers or time is up."""
@@ -185,6 +251,12 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the connection now, without a closing handshake."""
+        self._drop()
+
+    def reset(self) -> None:
+        """Drop the connection with a TCP reset (RST): no close frame, no orderly end."""
+        with contextlib.suppress(OSError):
+            self.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         self._drop()
 
     # Guarding: a bug here must cost this one client, never the server and everyone else.
@@ -259,6 +331,8 @@ class Connection:
                 self._on_pong(event.payload)
             elif type(event) is Close:
                 self._on_close_frame(event)
+            elif type(event) is FrameSeen:
+                self._call_handler(self.frame_received, event)
         backlogged = self._reader.backlog and self.phase is not Phase.CLOSED
         if backlogged != self._backlogged:
             self._backlogged = backlogged
@@ -282,6 +356,8 @@ class Connection:
 
     def _on_close_frame(self, event: Close) -> None:
         if self.phase is Phase.OPEN:
+            self._call_handler(self.close_received, event.code, event.reason)
+        if self.phase is Phase.OPEN:
             # Echo the peer's code (an empty close is answered with an empty close).
             if event.code == CloseCode.NO_STATUS_RCVD:
                 self._queue(frame_header(Opcode.CLOSE, 0))
@@ -289,9 +365,9 @@ class Connection:
                 self._queue(encode_close(event.code))
         self._finish()
 
-    def _call_handler(self, method: Callable[[], None]) -> None:
+    def _call_handler(self, method: Callable[..., None], *args: Any) -> None:
         try:
-            method()
+            method(*args)
         except Exception:
             log.exception("handler %s failed for %s", type(self).__name__, self.address)
             self._fail(CloseCode.INTERNAL_ERROR, "internal error")
@@ -328,6 +404,8 @@ class Connection:
         loop = self.server.loop
         loop.cancel(self._timer)
         self._cancel_ping()
+        for timer in self._owned_timers or ():
+            loop.cancel(timer)
         loop.forget(self.client)
         self._out.clear()
         self.client.close()
@@ -351,7 +429,7 @@ class Connection:
         if self._ping_payload is not None:
             return  # still waiting for the last pong: its timer decides
         self._ping_payload = os.urandom(4)
-        self.send_frame(Opcode.PING, self._ping_payload)
+        self.ping(self._ping_payload)
         self._pong_timer = self._later(self.server.settings.ping_timeout_s, self._pong_missing)
 
     def _pong_missing(self) -> None:
@@ -359,9 +437,13 @@ class Connection:
             self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def _on_pong(self, payload: bytes) -> None:
-        if payload == self._ping_payload:  # unsolicited pongs are allowed and ignored
+        sent_s = self._pings.pop(payload, None) if self._pings else None
+        if sent_s is None:
+            return  # unsolicited pongs are allowed and ignored
+        if payload == self._ping_payload:
             self._ping_payload = None
             self.server.loop.cancel(self._pong_timer)
+        self._call_handler(self.pong_received, payload, self.server.loop.time() - sent_s)
 
     def _cancel_ping(self) -> None:
         self.server.loop.cancel(self._ping_timer)

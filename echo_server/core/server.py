@@ -90,6 +90,7 @@ class Server:
         self._stop_timer: Timer | None = None
         self._shutdown_hooks: list[Callback] = []
         self._close_hooks: list[Callback] = []
+        self._refused_hooks: list[Callable[[str, str, HttpError], None]] = []
         self._full = LogThrottle(log, defaults.LOG_THROTTLE_S, self.loop.time)
 
     @property
@@ -119,6 +120,10 @@ class Server:
     def on_shutdown(self, hook: Callback) -> None:
         """Run `hook` when a graceful stop begins (the cluster hands its lease on, say)."""
         self._shutdown_hooks.append(hook)
+
+    def on_refused(self, hook: Callable[[str, str, HttpError], None]) -> None:
+        """Call `hook(peer, path, error)` for each request refused with an HTTP status."""
+        self._refused_hooks.append(hook)
 
     def on_close(self, hook: Callback) -> None:
         """Run `hook` when the server closes for good (timers and buses stop, say)."""
@@ -223,6 +228,17 @@ class Server:
 
     def forget_upgrade(self, pending: Upgrade) -> None:
         self.upgrades.discard(pending)
+
+    def refused(self, peer: str, path: str, error: HttpError) -> None:
+        """An Upgrade refused a request: tell whoever asked (`on_refused`)."""
+        self.stats.refused_by_status[error.status] = (
+            self.stats.refused_by_status.get(error.status, 0) + 1
+        )
+        for hook in self._refused_hooks:
+            try:
+                hook(peer, path, error)
+            except Exception:
+                log.exception("refusal hook %r failed", hook)
 
     def forget(self, connection: Connection) -> None:
         """Called by a Connection once its socket is closed."""

@@ -19,3 +19,4 @@ class Stats:
     messages_out: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    refused_by_status: dict[int, int] = field(default_factory=dict)  # handshakes, by HTTP status

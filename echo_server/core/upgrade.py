@@ -61,6 +61,7 @@ class UpgradeHost(Protocol):
         leftover: bytes,
     ) -> None: ...
     def forget_upgrade(self, pending: Upgrade) -> None: ...
+    def refused(self, peer: str, path: str, error: HttpError) -> None: ...
 
 
 class UpgradeState(Enum):
@@ -138,6 +139,8 @@ class Upgrade:
     def refuse(self, error: HttpError) -> None:
         """Answer with the error's HTTP status, then close once it is sent."""
         log.info("refused %s: %d %s", self.address, error.status, error.message)
+        path = self._request.path if self._request is not None else ""
+        self.host.refused(str(self.address[0]), path, error)
         self.respond(error.response())
 
     def respond(self, response: bytes) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "CloseCode",
     "Event",
     "FrameReader",
+    "FrameSeen",
     "Message",
     "Opcode",
     "Ping",
@@ -90,6 +91,7 @@ class CloseCode(enum.IntEnum):
 
 MAX_CONTROL_PAYLOAD_BYTES: Final = 125
 MAX_CLOSE_REASON_BYTES: Final = MAX_CONTROL_PAYLOAD_BYTES - 2  # after the 2-byte code
+FRAME_HEAD_BYTES: Final = 64  # of a frame's payload, reported with it (see FrameSeen)
 
 # Payloads up to this size are unmasked as one big integer; longer ones lane by lane with
 # bytes.translate, which measured faster from about 1 KiB up (see `unmask`).
@@ -162,7 +164,22 @@ class Close:
     reason: str
 
 
-Event = Message | Ping | Pong | Close
+@dataclass(frozen=True, slots=True)
+class FrameSeen:
+    """A frame as it arrived, for an inspector: reported only by a reader made with
+    `report_frames=True`, before the events the frame completes. `head` is the first
+    FRAME_HEAD_BYTES of the payload (unmasked) that had arrived with the header."""
+
+    opcode: int
+    fin: bool
+    rsv: int  # the three RSV bits, RSV1 the highest
+    masked: bool
+    mask: bytes | None
+    length: int
+    head: bytes
+
+
+Event = Message | Ping | Pong | Close | FrameSeen
 
 
 def is_valid_close_code(code: int) -> bool:
@@ -336,9 +353,11 @@ class FrameReader:
         *,
         max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
         require_mask: bool = True,
+        report_frames: bool = False,
     ) -> None:
         self._max_message_bytes = max_message_bytes
         self._require_mask = require_mask
+        self._report_frames = report_frames
         self.state = ReaderState.READING
         # Bytes received but not parsed yet: a partial frame, or what a limited call left.
         self._buffer = bytearray()
@@ -463,9 +482,17 @@ class FrameReader:
                     break  # the header is not all here yet
                 opcode, fin, length, mask, start = header
             stop = start + length
+            if opcode & _CONTROL_BIT and stop > end:
+                break  # a control frame is at most 139 bytes: wait for all of it
+            if self._report_frames:
+                head_stop = min(stop, end, start + FRAME_HEAD_BYTES)
+                head = _payload(data[start:head_stop], mask)
+                events.append(
+                    FrameSeen(
+                        opcode, bool(fin), first >> 4 & 7, mask is not None, mask, length, head
+                    )
+                )
             if opcode & _CONTROL_BIT:
-                if stop > end:
-                    break  # a control frame is at most 139 bytes: wait for all of it
                 pos = stop
                 event = _control_event(opcode, _payload(data[start:stop], mask))
                 events.append(event)

@@ -28,12 +28,20 @@ echoPage.define("config", [], function (page) {
     routes: {
       "/": "echo",
       "/echo": "echo",
+      "/inspect": "inspector",
       "/chat": "chat",
       "/tick": "tick",
       "/stream": "live chart",
       "/stats": "statistics",
     },
-    tabs: { echo: "/", chat: "/chat", tick: "/tick", live: "/stream", stats: "/stats" },
+    tabs: {
+      echo: "/",
+      inspect: "/inspect",
+      chat: "/chat",
+      tick: "/tick",
+      live: "/stream",
+      stats: "/stats",
+    },
     close_codes: {
       "1000": "Normal Closure",
       "1001": "Going Away",
