@@ -531,3 +531,27 @@ def test_a_compressors_window_must_be_9_to_15_bits() -> None:
 def test_a_compressed_frame_header_has_rsv1() -> None:
     assert frame_header(Opcode.TEXT, 5, compressed=True) == bytes([0xC1, 5])
     assert frame_header(Opcode.BINARY, 5, fin=False, compressed=True) == bytes([0x42, 5])
+
+
+def test_a_compressor_unused_since_the_last_check_is_released() -> None:
+    deflater = Deflater(12, no_context_takeover=False)
+    deflater.compress(b"a message long enough to compress")
+    deflater.release_if_idle()  # used since the last check: kept
+    assert deflater.holds_state
+    deflater.release_if_idle()  # idle since: released
+    assert not deflater.holds_state
+
+
+def test_after_a_release_the_clients_decompressor_still_reads_what_follows() -> None:
+    # The client keeps its window (context takeover); our fresh context simply never refers
+    # to it, which is always allowed.
+    deflater = Deflater(12, no_context_takeover=False)
+    client = zlib.decompressobj(wbits=-12)
+    message = b"the same words, said again and again"
+    for _ in range(2):
+        compressed = deflater.compress(message)
+        assert compressed is not None
+        assert client.decompress(compressed + TAIL) == message
+        deflater.release_if_idle()
+        deflater.release_if_idle()
+        assert not deflater.holds_state

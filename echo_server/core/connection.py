@@ -381,6 +381,8 @@ class Connection:
         if self.phase is not Phase.OPEN:
             return
         self._schedule_ping()
+        if self._deflater is not None:
+            self._deflater.release_if_idle()  # ~38 KiB, once a ping interval passes unused
         if self._ping_payload is not None:
             return  # still waiting for the last pong: its timer decides
         self._ping_payload = os.urandom(4)

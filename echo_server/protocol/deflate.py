@@ -37,7 +37,10 @@ Memory. zlib state is made on first use, not at the handshake: a compressed conn
 has exchanged nothing holds no zlib memory at all, and one that only ever sends messages under
 `min_bytes` (32 by default: deflate cannot make them meaningfully smaller) never makes a
 compressor. Without context takeover the state is freed after each message. With context
-takeover it must live as long as the connection (the next message may refer to this one).
+takeover the client's decompressor must live as long as the connection (its next message may
+refer to this one); our compressor need not: a sender may always start afresh (the receiver's
+window simply goes unused), so `Deflater.release_if_idle`, called at each keepalive ping, frees
+a compressor that compressed nothing since the last ping.
 """
 
 from __future__ import annotations
@@ -346,7 +349,15 @@ class Deflater:
     compressor. Without context takeover a message that would not shrink is sent as it is too.
     """
 
-    __slots__ = ("_level", "_mem_level", "_min_bytes", "_no_context_takeover", "_wbits", "_zlib")
+    __slots__ = (
+        "_level",
+        "_mem_level",
+        "_min_bytes",
+        "_no_context_takeover",
+        "_used",
+        "_wbits",
+        "_zlib",
+    )
 
     def __init__(
         self,
@@ -367,6 +378,7 @@ class Deflater:
         self._level = level
         self._mem_level = mem_level
         self._zlib: zlib._Compress | None = None
+        self._used = False  # compressed something since the last release_if_idle()
 
     @property
     def holds_state(self) -> bool:
@@ -384,9 +396,18 @@ class Deflater:
             compressor = zlib.compressobj(self._level, zlib.DEFLATED, wbits, self._mem_level)
             if not self._no_context_takeover:
                 self._zlib = compressor
+        self._used = True
         data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
         data = data[: -len(_SYNC_FLUSH_TAIL)]
         if self._no_context_takeover and len(data) >= len(payload):
             # Nothing refers to this message later, so it may go out as it is (RFC 7692 6.1).
             return None
         return data
+
+    def release_if_idle(self) -> None:
+        """Free the compressor if it compressed nothing since the last call (call it now and
+        then: the connection does at each keepalive ping). The next message then starts a fresh
+        context, which the client's decompressor reads like any other."""
+        if not self._used:
+            self._zlib = None
+        self._used = False
