@@ -386,7 +386,13 @@ def run_idle(server: RunningServer, *, plan: DeflatePlan, offer: bool) -> dict[s
 
 # The report.
 
-ECHO_KEYS = ("messages_per_s", "wire_mb_per_s", "latency_p50_ms", "server_cpu_cores")
+ECHO_KEYS = (
+    "messages_per_s",
+    "wire_mb_per_s",
+    "latency_p50_ms",
+    "server_cpu_cores",
+    "loadgen_cpu_cores",
+)
 IDLE_KEYS = ("bytes_per_connection", "bytes_per_connection_used")
 
 
@@ -432,7 +438,7 @@ def table_lines(found: dict[str, Any], plan: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"{f'deflate ({len(MESSAGE)} B JSON echo)':<32}{'msg/s':>10}{'vs ws':>8}"
-            f"{'wire MB/s':>11}{'p50 ms':>9}{'srv CPU':>9}",
+            f"{'wire MB/s':>11}{'p50 ms':>9}{'srv CPU':>9}{'gen CPU':>9}",
         ]
         for name, entry in echo.items():
             versus = entry["vs_websockets"]
@@ -442,13 +448,15 @@ def table_lines(found: dict[str, Any], plan: dict[str, Any]) -> list[str]:
                 f"{_number(entry['wire_mb_per_s'], 2):>11}"
                 f"{_number(entry['latency_p50_ms'], 2):>9}"
                 f"{_number(entry['server_cpu_cores'], 2):>9}"
+                f"{_number(entry['loadgen_cpu_cores'], 2):>9}"
                 + (f"  ({len(entry['errors'])} failed)" if entry["errors"] else "")
             )
         lines.append(
             f"  a {len(MESSAGE):,} B JSON text message echoed on {plan['small_connections']} "
             f"connections x{plan['small_in_flight']} in flight, permessage-deflate agreed "
             f"('{NOT_OFFERED.strip(', ')}': the same without the offer); vs ws: times "
-            f"{WEBSOCKETS_DEFLATE}'s rate."
+            f"{WEBSOCKETS_DEFLATE}'s rate; CPU in cores: srv the server, gen the load "
+            "generator's processes together."
         )
     idle = found.get(DEFLATE_IDLE, {})
     if idle:
@@ -481,7 +489,7 @@ def one_line(head: str, run: dict[str, Any]) -> str:
         return (
             f"{head} {_number(run['messages_per_s'], 0)} msg/s, "
             f"{_number(run['wire_mb_per_s'], 2)} MB/s on the wire, "
-            f"server CPU {run['server_cpu_cores']:.2f}"
+            f"server CPU {run['server_cpu_cores']:.2f}, gen CPU {run['loadgen_cpu_cores']:.2f}"
         )
     return (
         f"{head} {run['bytes_per_connection'] / KIB:.1f} KiB/conn idle, "

@@ -322,6 +322,10 @@ class Decompressor(Protocol):
         """The message's last frame is in: the rest of its inflated bytes."""
         ...
 
+    def inflate_message(self, data: bytes | bytearray | memoryview, max_length: int) -> bytes:
+        """A whole message's compressed bytes, inflated (`inflate` then `finish`)."""
+        ...
+
     def reset(self) -> None:
         """Forget the message in progress, and any state."""
         ...
@@ -507,9 +511,12 @@ class FrameReader:
                     self.state = ReaderState.CLOSED
                     return end
                 continue
-            if opcode and fin and stop <= end and not self._compressed:
+            if opcode and fin and stop <= end:
                 # A whole unfragmented message in hand.
-                events.append(_whole_message(opcode == _TEXT, _payload(data[start:stop], mask)))
+                payload = _payload(data[start:stop], mask)
+                if self._compressed:
+                    payload = self._inflate_whole(payload)
+                events.append(_whole_message(opcode == _TEXT, payload))
                 pos = stop
                 continue
             if opcode:
@@ -615,6 +622,16 @@ class FrameReader:
             inflated = self._decompressor.finish(room + 1)
         else:
             inflated = self._decompressor.inflate(payload, room + 1)
+        if len(inflated) > room:
+            raise self._too_big()
+        return inflated
+
+    def _inflate_whole(self, payload: bytes) -> bytes:
+        """A whole compressed message in one frame, inflated within the limit."""
+        assert self._decompressor is not None  # RSV1 is refused without one
+        self._compressed = False
+        room = self._max_message_bytes
+        inflated = self._decompressor.inflate_message(payload, room + 1)
         if len(inflated) > room:
             raise self._too_big()
         return inflated
