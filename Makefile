@@ -56,7 +56,7 @@ lint: dev
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-conformance: dev  ## the Autobahn|Testsuite, cases 1-10; report in reports/autobahn/
+conformance: dev  ## the Autobahn|Testsuite, cases 1-10, 12, 13 (about 20 min); report in reports/autobahn/
 	bash conformance/install.sh
 	$(PY) conformance/run.py $(ARGS)
 

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, fairness, loadgen, report
+from bench import cluster, compression, fairness, loadgen, report
 from bench.servers import (
     ECHO_SERVER,
     REFERENCE,
@@ -43,7 +43,9 @@ LARGE = "large"
 IDLE = "idle"
 BROADCAST = "broadcast"
 PER_SERVER = (SMALL, LARGE, IDLE, BROADCAST)
-SCENARIOS = (*PER_SERVER, *fairness.SCENARIOS, *cluster.SCENARIOS)
+SCENARIOS = (*PER_SERVER, *fairness.SCENARIOS, *compression.SCENARIOS, *cluster.SCENARIOS)
+# Scenarios run fewer rounds than the others (plan.idle_rounds): each opens 10,000 connections.
+FEWER_ROUNDS = (IDLE, compression.DEFLATE_IDLE)
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,18 @@ def round_measurements(
     """What one round of `scenario` measures: (name in the report, measurement) pairs."""
     if scenario == cluster.REDIS:
         return [(layout.name, partial(measure_layout, layout, plan)) for layout in cluster.LAYOUTS]
+    if scenario in compression.SCENARIOS:
+        deflate = compression.DeflatePlan(
+            plan.small_connections,
+            plan.small_in_flight,
+            plan.warmup_s,
+            plan.small_duration_s,
+            plan.idle_connections,
+            plan.processes,
+            plan.open_timeout_s,
+            plan.delivery_timeout_s,
+        )
+        return compression.round_measurements(deflate, servers, scenario)
     if scenario == cluster.WORKERS:
         specs = cluster.worker_specs()
     elif scenario == fairness.FLOOD:
@@ -214,7 +228,7 @@ def run(
     runs: list[dict[str, Any]] = []
     for round_index in range(plan.rounds):
         for scenario in scenarios:
-            if scenario == IDLE and round_index >= plan.idle_rounds:
+            if scenario in FEWER_ROUNDS and round_index >= plan.idle_rounds:
                 continue
             for name, measurement in round_measurements(plan, servers, scenario):
                 started = time.monotonic()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import fairness
+from bench import compression, fairness
 from bench.cluster import LAYOUTS, REDIS, WORKERS, redis_server_version, worker_specs
 from bench.cluster import SCENARIOS as CLUSTER_SCENARIOS
 from bench.servers import NODE_WS, ServerSpec, versions
@@ -282,6 +282,7 @@ def build(
         "headroom": headroom(summaries),
         "cluster": cluster_summary(runs),
         "fairness": fairness.summary(runs),
+        "compression": compression.summary(runs),
         "autobahn": autobahn,
         "wall_s": round(wall_s, 1),
         "runs": runs,
@@ -335,6 +336,7 @@ def table(results: dict[str, Any]) -> str:
         + (" (QUICK: a smoke run, not a measurement)" if results["quick"] else "")
     )
     flood = fairness.table_lines(results.get("fairness", {}), plan)
+    flood += compression.table_lines(results.get("compression", {}), plan)
     if not any(run["scenario"] in PER_SERVER for run in results["runs"]):
         return "\n".join([head, *flood, *cluster_table(results), *notes(results)])
     headers = [
@@ -520,6 +522,8 @@ def one_line(run: dict[str, Any]) -> str:
             f"{run['opened']:,} opened in {run['open_s']:.2f} s, sample "
             f"{run['sample_echoes']}/{run['sample_expected']} echoed"
         )
+    if scenario in compression.SCENARIOS:
+        return compression.one_line(head, run)
     if scenario == fairness.FLOOD:
         return (
             f"{head} bystander worst {number(run['bystander_max_ms'], 1)} ms, p99 "

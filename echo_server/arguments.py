@@ -100,6 +100,30 @@ def header_token(text: str) -> str:
     return text
 
 
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def subprotocol_name(text: str) -> str:
+    """A WebSocket subprotocol name (`ocpp1.6`, `graphql-transport-ws`): an HTTP token."""
+    if not text or not set(text) <= _TOKEN_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"not a subprotocol name (letters, digits and !#$%&'*+-.^_`|~, like ocpp1.6): {text!r}"
+        )
+    return text
+
+
+def on_off(text: str) -> bool:
+    """`on` or `off` (also yes/no, true/false, 1/0), for a feature that is on or off."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS - {""}:
+        return False
+    raise argparse.ArgumentTypeError(f"not on or off: {text!r}")
+
+
 class Repeatable(argparse.Action):
     """A repeatable option (like action="append"), whose values given on the command line
     replace its default (which may come from the environment) instead of adding to it."""

@@ -27,10 +27,12 @@ from echo_server.arguments import (
     existing_dir,
     existing_file,
     header_token,
+    on_off,
     port_number,
     positive_int,
     rate,
     seconds,
+    subprotocol_name,
 )
 from echo_server.cluster import node, redisbus, workers
 from echo_server.core.listen import make_tls_context
@@ -171,6 +173,22 @@ WS_OPTIONS = (
         action=Repeatable,
     ),
     Option(
+        "--subprotocol",
+        "speak subprotocol NAME: the first the client offers that is listed is chosen "
+        "(repeatable; * accepts whatever the client offers first)",
+        subprotocol_name,
+        [],
+        "NAME",
+        Repeatable,
+    ),
+    Option(
+        "--compression",
+        "permessage-deflate when a client offers it (default on)",
+        on_off,
+        defaults.COMPRESSION,
+        "on|off",
+    ),
+    Option(
         "--notify-token",
         "let other machines POST /notify with 'Authorization: Bearer TOKEN'",
         header_token,
@@ -283,6 +301,8 @@ def ws_settings(args: argparse.Namespace) -> Settings:
         write_limit_bytes=args.write_limit,
         rate_limit_per_s=args.rate_limit,
         allowed_origins=frozenset(origin.rstrip("/").lower() for origin in args.allow_origin),
+        subprotocols=tuple(args.subprotocol),
+        compression=args.compression,
         certfile=args.certfile,
         keyfile=args.keyfile,
         notify_token=args.notify_token,

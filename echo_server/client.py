@@ -8,16 +8,25 @@ module only decides what to send, what to print, when to stop and which exit sta
 It is not a load generator, a protocol tester (it never sends a malformed frame) or a library:
 scripts that need a WebSocket connection should use `websockets` itself.
 
+What a client developer may want to imitate is passed on to websockets: `--subprotocol` (the
+offer, in order; the status line says which the server chose), `--header` (more request
+headers; the ones the handshake itself is made of are refused, pointing at the option that sets
+them), `--compression` (permessage-deflate offered, as websockets and browsers do by default).
+`--ping S` pings every S seconds from a thread of its own and prints each round trip as a
+status line. The last status line says how the connection ended, with the close code and
+reason.
+
 Threads, and why. Ctrl-C must work at any moment, also while websockets holds its locks, and
 Python runs signal handlers in the main thread only, wherever it is. So the main thread never
 calls into websockets: it only waits, in a `Loop`, for two kinds of event: the session is done
 (a byte on a socket pair), or SIGINT/SIGTERM (`Loop.on_signal`: a signal is an event handled
 between callbacks, never an exception). The session thread connects, sends --send messages,
 receives and prints, and reports how the connection ended; a daemon thread reads stdin and
-sends. On the first SIGINT or SIGTERM the main thread hands `close()` to a closer thread and
-waits (bounded) for the closing handshake: exit 130 for SIGINT, 143 for SIGTERM (128 + the
-signal, as a shell reports a command stopped by it; the close is still a normal 1000). While
-connecting there is nothing to close: it exits at once. A second signal exits at once.
+sends; with --ping, another pings (waiting on an event the session sets when it ends). On the
+first SIGINT or SIGTERM the main thread hands `close()` to a closer thread and waits (bounded)
+for the closing handshake: exit 130 for SIGINT, 143 for SIGTERM (128 + the signal, as a shell
+reports a command stopped by it; the close is still a normal 1000). While connecting there is
+nothing to close: it exits at once. A second signal exits at once.
 
 Nothing is written through `sys.stdin`, `sys.stdout` or `sys.stderr` after start: the threads
 use the descriptors (os.read, os.write), so a thread blocked on a pipe at exit holds no buffered
@@ -51,12 +60,12 @@ from websockets.exceptions import (
 )
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
-from websockets.typing import Origin
+from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
 from echo_server import defaults
 from echo_server.addresses import is_loopback
-from echo_server.arguments import positive_int, seconds
+from echo_server.arguments import on_off, positive_int, seconds, subprotocol_name
 from echo_server.core.loop import EVENT_READ, Loop
 
 PROG = "echo-server client"
@@ -137,6 +146,39 @@ def origin_header(text: str) -> str:
     return text
 
 
+# Request headers the handshake is made of: given with --header they would be sent twice (or
+# break the handshake); each has its own option, or is the client's to set.
+RESERVED_HEADERS = {
+    "host": "it comes from the URL",
+    "upgrade": "the client sets it",
+    "connection": "the client sets it",
+    "sec-websocket-key": "the client sets it",
+    "sec-websocket-version": "the client sets it",
+    "sec-websocket-protocol": "use --subprotocol",
+    "sec-websocket-extensions": "use --compression",
+    "origin": "use --origin",
+}
+_HEADER_NAME_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def request_header(text: str) -> tuple[str, str]:
+    """`Name: value`, a header to add to the upgrade request: a token, then printable ASCII."""
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not name or not set(name) <= _HEADER_NAME_CHARS:
+        raise argparse.ArgumentTypeError(f"not a header like 'Name: value': {text!r}")
+    if not all(" " <= char <= "~" or char == "\t" for char in value):
+        raise argparse.ArgumentTypeError(
+            f"a header value is printable ASCII (no line breaks): {text!r}"
+        )
+    why = RESERVED_HEADERS.get(name.lower())
+    if why is not None:
+        raise argparse.ArgumentTypeError(f"{name} cannot be set with --header: {why}")
+    return name, value
+
+
 def message_text(text: str) -> str:
     # An argument that is not valid UTF-8 reaches us with surrogate escapes, which cannot be
     # sent as text: replace them, like a terminal would show them.
@@ -199,6 +241,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=origin_header,
         metavar="ORIGIN",
         help="send this Origin header, as a browser page would",
+    )
+    option(
+        "--subprotocol",
+        action="append",
+        type=subprotocol_name,
+        default=[],
+        metavar="NAME",
+        help="offer subprotocol NAME (repeatable, in order of preference); the status line "
+        "says which one the server chose",
+    )
+    option(
+        "--header",
+        action="append",
+        type=request_header,
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="add this header to the upgrade request (repeatable), e.g. 'Authorization: Bearer x'",
+    )
+    option(
+        "--compression",
+        type=on_off,
+        default=True,
+        metavar="on|off",
+        help="offer permessage-deflate, as browsers do (default on)",
+    )
+    option(
+        "--ping",
+        type=seconds,
+        metavar="S",
+        help="ping every S seconds and show each round trip on stderr",
     )
     option(
         "--insecure",
@@ -331,6 +403,9 @@ def open_connection(args: argparse.Namespace, open_timeout_s: float) -> ClientCo
         # this machine's own addresses: no proxy can reach those.
         proxy=None if names_this_machine(args.url) else True,
         origin=None if args.origin is None else Origin(args.origin),
+        subprotocols=[Subprotocol(name) for name in args.subprotocol] or None,
+        additional_headers=args.header or None,
+        compression="deflate" if args.compression else None,
         open_timeout=open_timeout_s,
         ping_interval=defaults.PING_INTERVAL_S,
         ping_timeout=defaults.PING_TIMEOUT_S,
@@ -384,6 +459,48 @@ def ensure_standard_fds() -> None:
             if devnull != fd:
                 os.dup2(devnull, fd)
                 os.close(devnull)
+
+
+def ping_every(
+    ws: ClientConnection, interval_s: float, out: Output, ended: threading.Event
+) -> None:
+    """Ping every `interval_s` and say how long each pong took; runs in its own thread until
+    the session ends or the connection closes. A pong later than the interval is missing."""
+    while not ended.wait(interval_s):
+        sent_at = time.monotonic()
+        try:
+            pong = ws.ping(ack_on_close=True)
+        except ConnectionClosed:
+            return
+        answered = pong.wait(interval_s)
+        if ws.protocol.state is not State.OPEN:
+            return
+        if answered:
+            out.status(f"pong in {(time.monotonic() - sent_at) * 1e3:.1f} ms")
+        else:
+            out.status(f"no pong within {interval_s:g} s")
+
+
+def start_ping_thread(
+    ws: ClientConnection, interval_s: float, out: Output, ended: threading.Event
+) -> None:
+    pinger = threading.Thread(
+        target=ping_every, args=(ws, interval_s, out, ended), name="ping", daemon=True
+    )
+    pinger.start()
+
+
+def negotiated(ws: ClientConnection, args: argparse.Namespace) -> str:
+    """What the handshake agreed, for the "connected" line: the subprotocol, the compression."""
+    parts = []
+    if args.subprotocol:
+        parts.append(f"subprotocol {ws.subprotocol or 'none (the server chose none)'}")
+    if args.compression:
+        compressed = any(
+            extension.name == "permessage-deflate" for extension in ws.protocol.extensions
+        )
+        parts.append("compression on" if compressed else "compression off (the server declined)")
+    return "".join(f", {part}" for part in parts)
 
 
 def start_stdin_thread(ws: ClientConnection, close_at_eof: bool) -> None:
@@ -563,6 +680,7 @@ class Session:
         self.status = EXIT_FAILED
         # Readable once the session has ended and said so: what the main thread waits for.
         self.done, self._done_writer = socket.socketpair()
+        self.ended = threading.Event()  # set with done: the pinger stops
 
     def run(self) -> None:
         """The session thread: connect, converse, report the end, then say done."""
@@ -600,7 +718,9 @@ class Session:
             ws.close()  # the main thread is exiting already; be polite if there is time
             return
         hint = "; type lines to send, Ctrl-D to close" if os.isatty(STDIN_FD) else ""
-        self.out.status(f"connected to {args.url}{hint}")
+        self.out.status(f"connected to {args.url}{negotiated(ws, args)}{hint}")
+        if args.ping is not None:
+            start_ping_thread(ws, args.ping, self.out, self.ended)
         with ws:
             try:
                 closed = converse(ws, args, self.deadline, self)
@@ -628,6 +748,7 @@ class Session:
         self._say_done()
 
     def _say_done(self) -> None:
+        self.ended.set()
         with contextlib.suppress(OSError):
             self._done_writer.send(b"x")
 

@@ -16,7 +16,8 @@ given, below it and above upstream's class, the two methods through which upstre
 A handler sees upstream's attributes: `address`, `client`, `server` (with `connections`), `data`
 (`str` for text, `bytearray` for binary), `opcode`, `request` (upstream's own `HTTPRequest`, a
 `BaseHTTPRequestHandler` with `headers`, made from the request this package already checked),
-`handshaked`, `usingssl`, `closed`.
+`handshaked`, `usingssl`, `closed`; and one upstream lacks, `subprotocol` (the subprotocol the
+handshake chose, from `subprotocols=(...)` among the server's options; None for none).
 
 What differs from upstream, on purpose, is listed in the README ("Coming from
 simple-websocket-server"): pages of other sites and pages opened from a file (Origin: null) are
@@ -66,6 +67,7 @@ class HardenedWebSocket(WebSocket):
         self.opcode = 0
         self.request: HTTPRequest | None = None
         self.usingssl = isinstance(sock, ssl.SSLSocket)
+        self.subprotocol: str | None = None  # not upstream's: set before connected()
 
     @property
     def closed(self) -> bool:  # type: ignore[override]  # upstream's attribute, derived
@@ -133,6 +135,7 @@ class HandlerConnection(Connection):
 
     def connected(self) -> None:
         self.facade.connections[self.fd] = self.handler
+        self.handler.subprotocol = self.subprotocol
         self.handler.connected()
 
     def handle(self) -> None:
@@ -174,6 +177,10 @@ class WebSocketServer:
         self.connections: dict[int, WebSocket] = {}
         if "allowed_origins" in options:
             options["allowed_origins"] = _origins(options["allowed_origins"])
+        if isinstance(options.get("subprotocols"), str):
+            options["subprotocols"] = (options["subprotocols"],)
+        if "subprotocols" in options:
+            options["subprotocols"] = tuple(options["subprotocols"])
         self.settings = Settings(host=host or "127.0.0.1", port=port, **options)
         if ssl_context is None and certfile and keyfile:
             ssl_context = ssl.SSLContext(ssl_version)

@@ -22,6 +22,9 @@ class Settings:
     max_header_lines: int = defaults.MAX_HEADER_LINES
     rate_limit_per_s: float = defaults.RATE_LIMIT_PER_S  # /chat, per client; 0: no limit
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    # --subprotocol: the names this server speaks, "*" for any (see protocol/handshake.py).
+    subprotocols: tuple[str, ...] = ()
+    compression: bool = defaults.COMPRESSION  # permessage-deflate when offered
     certfile: str | None = None
     keyfile: str | None = None
     notify_token: str | None = None  # lets other machines use /notify (loopback needs none)

@@ -33,15 +33,16 @@ def client_frame(opcode: Opcode, payload: bytes = b"", *, fin: bool = True) -> b
 class Client:
     """A raw client socket on the in-process server: exact bytes out, frames parsed in."""
 
-    def __init__(self, server: Server, path: str = "/") -> None:
+    def __init__(self, server: Server, path: str = "/", extra: str = "") -> None:
         self.server = server
         self.sock = socket.create_connection(("127.0.0.1", server.port))
         self.sock.setblocking(False)
         self.received = bytearray()
-        self.sock.sendall(upgrade_request(server.port, path))
+        self.sock.sendall(upgrade_request(server.port, path, extra))
         turns(server, self._has_head, what=f"the 101 for {path}")
         head, _, rest = bytes(self.received).partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101 "), head
+        self.head = head.decode("latin-1")  # the 101 response, to read its headers
         self.received = bytearray(rest)
 
     def _has_head(self) -> bool:
@@ -64,12 +65,17 @@ class Client:
 
     def frames(self) -> list[tuple[int, bytes]]:
         """Every complete frame received so far (opcode, payload), consumed."""
+        return [(opcode, payload) for opcode, payload, _ in self.frames_with_rsv()]
+
+    def frames_with_rsv(self) -> list[tuple[int, bytes, int]]:
+        """As `frames`, with each frame's RSV bits (0x40: RSV1, compressed)."""
         self.pump()
         found = []
         data = self.received
         pos = 0
         while len(data) - pos >= 2:
             opcode, length = data[pos] & 0x0F, data[pos + 1] & 0x7F
+            rsv = data[pos] & 0x70
             start = pos + 2
             if length == 126:
                 length, start = int.from_bytes(data[start : start + 2], "big"), start + 2
@@ -77,7 +83,7 @@ class Client:
                 length, start = int.from_bytes(data[start : start + 8], "big"), start + 8
             if len(data) < start + length:
                 break
-            found.append((opcode, bytes(data[start : start + length])))
+            found.append((opcode, bytes(data[start : start + length]), rsv))
             pos = start + length
         del data[:pos]
         return found
@@ -154,8 +160,9 @@ class Harness:
         """A bare core Server, given its routes (and plain-HTTP handler), listening."""
         return self._listening(Server(Settings(port=0, **settings), routes, http=http))
 
-    def connect(self, server: Server, path: str = "/") -> Client:
-        client = Client(server, path)
+    def connect(self, server: Server, path: str = "/", extra: str = "") -> Client:
+        """A raw client; `extra` is more request header lines (`"Name: value\\r\\n"`)."""
+        client = Client(server, path, extra)
         self.clients.append(client)
         return client
 

@@ -26,6 +26,7 @@ from support import REPO
 
 from bench.__main__ import PER_SERVER, scenarios_skipped
 from bench.cluster import LAYOUTS, worker_specs
+from bench.compression import CLIENT_WINDOW_BITS, MESSAGE, compressed_frame
 from bench.loadgen import (
     OP_BINARY,
     OP_PING,
@@ -38,6 +39,9 @@ from bench.loadgen import (
     server_frame_head,
 )
 from bench.servers import all_servers
+from echo_server.protocol.deflate import Inflater
+from echo_server.protocol.frames import FrameReader as ServerFrameReader
+from echo_server.protocol.frames import Message
 
 QUICK_TIMEOUT_S = 240.0
 FOUR_FIGURES = ("messages_per_s", "mb_per_s", "bytes_per_connection", "broadcast_ms")
@@ -269,3 +273,29 @@ def test_chart_is_written_when_matplotlib_is_installed(quick_run: QuickRun) -> N
     pytest.importorskip("matplotlib")
     chart = quick_run.out / "latest.png"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_deflate_row_echoes_with_compression_on_for_echo_server_and_websockets(
+    quick_run: QuickRun,
+) -> None:
+    echo = quick_run.results["compression"]["deflate"]
+    assert {"echo_server", "echo_server, not offered", "websockets deflate"} <= set(echo)
+    missing = [name for name, entry in echo.items() if entry["messages_per_s"] is None]
+    assert missing == [], {name: echo[name]["errors"] for name in missing}
+    # Compressed, the same messages take a fraction of the bytes on the wire.
+    assert echo["echo_server"]["wire_mb_per_s"] < echo["echo_server, not offered"]["wire_mb_per_s"]
+
+
+def test_deflate_idle_row_measures_memory_with_and_without_the_offer(quick_run: QuickRun) -> None:
+    idle = quick_run.results["compression"]["deflate-idle"]
+    for name in ("echo_server", "echo_server, not offered", "websockets deflate"):
+        assert idle[name]["bytes_per_connection"] is not None, idle[name]["errors"]
+        assert idle[name]["bytes_per_connection_used"] is not None
+    assert idle["echo_server"]["vs_not_offered"] is not None
+
+
+def test_the_bench_client_sends_a_compressed_frame_a_server_reads() -> None:
+    frame = compressed_frame(MESSAGE)
+    assert frame[0] == 0x80 | 0x40 | OP_TEXT  # FIN, RSV1, text
+    reader = ServerFrameReader(decompressor=Inflater(CLIENT_WINDOW_BITS, no_context_takeover=True))
+    assert reader.feed(frame * 2) == [Message(MESSAGE.decode())] * 2

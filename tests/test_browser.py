@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -38,7 +39,7 @@ from playwright.sync_api import (
     Page,
     expect,
 )
-from support import ServerProcess
+from support import ServerProcess, start
 
 from echo_server import defaults
 
@@ -478,3 +479,62 @@ def test_the_page_fits_a_phone_screen_in_dark_mode(
         phone.screenshot(path=ARTIFACTS / "echo-phone-dark.png", full_page=True)
     finally:
         context.close()
+
+
+# Subprotocols: the Echo panel's field, and the one the server chose.
+
+
+@pytest.fixture(scope="module")
+def mqtt_web_server() -> Iterator[ServerProcess]:
+    """A WebSocket server that speaks mqtt (--subprotocol mqtt), and its page server."""
+    ws = start(["ws", "--port", "0", "--subprotocol", "mqtt"])
+    web = start(["web", "--port", "0", "--ws-port", str(ws.port)])
+    yield web
+    web.stop()
+    ws.stop()
+
+
+def test_the_subprotocol_the_server_chose_is_shown(
+    page: Page, mqtt_web_server: ServerProcess
+) -> None:
+    problems = Problems(page)
+    open_page(page, mqtt_web_server)
+    expect(page.locator("#subprotocol")).to_have_text("none")
+    page.fill("#subprotocols", "ocpp1.6, mqtt")
+    connect(page)
+    expect(page.locator("#subprotocol")).to_have_text("mqtt")
+    expect(page.locator("#log .entry.info .text").last).to_have_text(
+        "Subprotocol chosen by the server: mqtt", timeout=WAIT_MS
+    )
+    expect(page.locator("#subprotocols")).to_be_disabled()
+    # The page's own record of the socket, which the browser filled from the 101 response.
+    assert page.evaluate("window.echoPage.panels.echo.socket.protocol") == "mqtt"
+    page.click("#disconnect")
+    expect(page.locator("#subprotocols")).to_be_enabled(timeout=WAIT_MS)
+    problems.assert_none()
+
+
+def test_a_server_that_speaks_none_of_the_offer_is_said_to_choose_none(
+    page: Page, mqtt_web_server: ServerProcess
+) -> None:
+    open_page(page, mqtt_web_server)
+    page.fill("#subprotocols", "graphql-transport-ws")
+    connect(page)
+    expect(page.locator("#subprotocol")).to_have_text("none")
+    expect(page.locator("#log .entry.info .text").last).to_have_text(
+        "The server chose none of the subprotocols offered", timeout=WAIT_MS
+    )
+
+
+def test_a_name_that_is_not_a_subprotocol_is_refused_before_connecting(
+    page: Page, shared_web_server: ServerProcess
+) -> None:
+    open_page(page, shared_web_server)
+    page.fill("#subprotocols", "ocpp1.6, two words")
+    page.click("#connect")
+    expect(page.locator("#notice")).to_contain_text("is not a subprotocol name")
+    expect(page.locator("#status")).to_have_text("disconnected")
+    page.fill("#subprotocols", "mqtt, mqtt")
+    page.click("#connect")
+    expect(page.locator("#notice")).to_contain_text("offered twice")
+    expect(page.locator("#status")).to_have_text("disconnected")

@@ -19,6 +19,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin
 
+from echo_server.cli import WS_OPTIONS, build_parser, ws_settings
+from echo_server.settings import Settings
+
 
 def echo_once(url: str) -> str:
     with connect(url, proxy=None, open_timeout=10) as ws:
@@ -49,6 +52,9 @@ def echo_once(url: str) -> str:
         ["ws", "--notify-token", "caf\udce9"],  # not UTF-8: `--notify-token $'caf\xe9'`
         ["ws", "--notify-token", "two words"],  # no client could send it in a header
         ["demo", "--notify-token", "caf\u00e9"],
+        ["ws", "--subprotocol", "two words"],
+        ["ws", "--subprotocol", ""],
+        ["ws", "--compression", "maybe"],
         ["launch"],
         [],
     ],
@@ -238,3 +244,34 @@ def echo_with_origin(server: ServerProcess, origin: str) -> str:
         reply = ws.recv(10)
     assert isinstance(reply, str)
     return reply
+
+
+# Subprotocols and compression (what they do: test_negotiation.py).
+
+
+def parsed_ws_settings(*args: str, environ: dict[str, str] | None = None) -> Settings:
+    return ws_settings(build_parser(environ or {}).parse_args(["ws", *args]))
+
+
+def test_subprotocol_is_repeatable_and_kept_in_order() -> None:
+    settings = parsed_ws_settings("--subprotocol", "ocpp1.6", "--subprotocol", "*")
+    assert settings.subprotocols == ("ocpp1.6", "*")
+    assert parsed_ws_settings().subprotocols == ()
+
+
+@pytest.mark.parametrize(("word", "on"), [("on", True), ("OFF", False), ("no", False)])
+def test_compression_takes_on_or_off(word: str, on: bool) -> None:
+    assert parsed_ws_settings("--compression", word).compression is on
+    assert parsed_ws_settings().compression is True
+
+
+def test_subprotocols_and_compression_come_from_the_environment_too() -> None:
+    environ = {"ECHO_SERVER_SUBPROTOCOL": "mqtt ocpp1.6", "ECHO_SERVER_COMPRESSION": "off"}
+    settings = parsed_ws_settings(environ=environ)
+    assert (settings.subprotocols, settings.compression) == (("mqtt", "ocpp1.6"), False)
+
+
+def test_every_ws_option_is_in_the_options_reference() -> None:
+    reference = (REPO / "docs" / "options.md").read_text()
+    missing = [option.flag for option in WS_OPTIONS if f"`{option.flag}" not in reference]
+    assert missing == []

@@ -11,6 +11,7 @@ server's own behaviour is specified in test_hostile.py and the other server test
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -30,6 +31,8 @@ from support import REPO, ServerProcess, recv_until, wait_until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 from websockets.utils import accept_key
+
+from echo_server.client import request_header
 
 CLIENT = (sys.executable, "-m", "echo_server", "client")
 RUN_TIMEOUT_S = 30.0
@@ -822,3 +825,126 @@ def test_a_proxy_in_the_environment_is_not_used_for_this_machine(ws_server: Serv
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "direct\n"
+
+
+# What the handshake offers: subprotocols, headers, compression; pings; the close code.
+
+
+def request_header_echo(*names: str) -> Callable[[ServerConnection], None]:
+    """A scripted server's handler: send back what the request said for each header name."""
+
+    def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        for name in names:
+            ws.send(f"{name}={ws.request.headers.get(name, '-')}")
+        with contextlib.suppress(ConnectionClosed):
+            for _ in ws:
+                pass
+
+    return handler
+
+
+def test_the_subprotocol_the_server_chose_is_on_the_status_line(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0", "--subprotocol", "mqtt")
+    args = ("--subprotocol", "ocpp1.6", "--subprotocol", "mqtt", "--send", "hi", "--count", "1")
+    result = run_client(server.url(), *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hi\n"
+    assert "subprotocol mqtt" in result.stderr
+
+
+def test_subprotocols_are_offered_in_the_order_given() -> None:
+    with scripted_server(request_header_echo("Sec-WebSocket-Protocol")) as url:
+        result = run_client(url, "--subprotocol", "b", "--subprotocol", "a", "--count", "1")
+    assert result.stdout == "Sec-WebSocket-Protocol=b, a\n"
+    assert "subprotocol none (the server chose none)" in result.stderr
+
+
+def test_a_subprotocol_that_is_not_a_token_is_one_line_and_exit_2() -> None:
+    result = run_client("ws://127.0.0.1:1/", "--subprotocol", "two words")
+    assert result.returncode == 2
+    assert "subprotocol" in one_error_line(result.stderr)
+
+
+def test_headers_are_added_to_the_upgrade_request() -> None:
+    with scripted_server(request_header_echo("Authorization", "X-Device")) as url:
+        args = ("--header", "Authorization: Bearer s3cret", "--header", "X-Device:esp32")
+        result = run_client(url, *args, "--count", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Authorization=Bearer s3cret\nX-Device=esp32\n"
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        ("no colon", "Name: value"),
+        ("Two Words: x", "Name: value"),
+        (": empty name", "Name: value"),
+        ("X-Bell: \a", "printable ASCII"),
+        ("Sec-WebSocket-Protocol: mqtt", "--subprotocol"),
+        ("sec-websocket-extensions: x", "--compression"),
+        ("Origin: http://a", "--origin"),
+        ("Host: elsewhere", "URL"),
+    ],
+)
+def test_a_header_that_cannot_be_sent_is_refused_saying_why(header: str, said: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(said)):
+        request_header(header)
+
+
+def test_a_header_that_cannot_be_sent_is_one_line_and_exit_2() -> None:
+    result = run_client("ws://127.0.0.1:1/", "--header", "Sec-WebSocket-Key: abc")
+    assert result.returncode == 2
+    assert "--header" in one_error_line(result.stderr)
+
+
+def test_a_header_value_keeps_its_inner_spaces_and_loses_the_outer_ones() -> None:
+    assert request_header("X-Name :  two  words ") == ("X-Name", "two  words")
+
+
+def test_compression_is_offered_by_default_and_said_to_be_on() -> None:
+    with scripted_server(request_header_echo("Sec-WebSocket-Extensions")) as url:
+        result = run_client(url, "--count", "1")
+    assert result.stdout.startswith("Sec-WebSocket-Extensions=permessage-deflate")
+    assert "compression on" in result.stderr
+
+
+def test_compression_off_offers_none() -> None:
+    with scripted_server(request_header_echo("Sec-WebSocket-Extensions")) as url:
+        result = run_client(url, "--compression", "off", "--count", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Sec-WebSocket-Extensions=-\n"
+
+
+def test_compression_takes_on_or_off_only() -> None:
+    result = run_client("ws://127.0.0.1:1/", "--compression", "maybe")
+    assert result.returncode == 2
+    assert "on or off" in one_error_line(result.stderr)
+
+
+def test_compressed_messages_both_ways_print_as_sent(ws_server: ServerProcess) -> None:
+    long_line = "a line long enough to be compressed, " * 30
+    result = run_client(ws_server.url(), "--send", long_line, "--count", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == long_line + "\n"
+    assert "compression on" in result.stderr
+
+
+def test_ping_prints_each_round_trip_on_stderr(ws_server: ServerProcess) -> None:
+    result = run_client(ws_server.url(), "--ping", "0.2", "--timeout", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert re.search(r"echo-server client: pong in \d+\.\d ms\n", result.stderr), result.stderr
+
+
+def test_the_last_status_line_has_the_close_code_and_reason() -> None:
+    def close_with_reason(ws: ServerConnection) -> None:
+        ws.close(1000, "see you tomorrow")
+
+    with scripted_server(close_with_reason) as url:
+        result = run_client(url, "--keep-open")
+    assert result.returncode == 0, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "echo-server client: closed by the server: 1000 (OK) see you tomorrow"

@@ -27,7 +27,7 @@ import simple_websocket_server
 from websocket import ABNF, create_connection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
-from websockets.typing import Origin
+from websockets.typing import Origin, Subprotocol
 
 from echo_server import SSLWebSocketServer, WebSocket, WebSocketServer
 from echo_server.protocol.frames import encode_frame
@@ -312,6 +312,35 @@ def test_limits_are_settings_keywords() -> None:
         with pytest.raises(ConnectionClosedError):
             ws.recv(TIMEOUT_S)
     assert ws.close_code == 1009
+
+
+class SaysSubprotocol(WebSocket):
+    def connected(self) -> None:
+        # echo_server's addition: upstream's class (and so its type) has no such attribute.
+        self.send_message(repr(self.subprotocol))  # type: ignore[attr-defined]
+
+
+def test_a_handler_sees_the_subprotocol_chosen_from_the_servers_list() -> None:
+    with (
+        serving(SaysSubprotocol, subprotocols=("ocpp1.6", "mqtt")) as server,
+        connect(url(server), open_timeout=TIMEOUT_S, subprotocols=[Subprotocol("mqtt")]) as ws,
+    ):
+        assert ws.subprotocol == "mqtt"
+        assert ws.recv(TIMEOUT_S) == "'mqtt'"
+
+
+def test_a_handler_sees_none_without_a_subprotocol() -> None:
+    with serving(SaysSubprotocol, subprotocols="mqtt") as server, ws_client(server) as ws:
+        assert ws.recv(TIMEOUT_S) == "None"
+
+
+def test_compression_is_on_unless_turned_off_and_handlers_never_see_it() -> None:
+    with serving(SimpleEcho) as server, ws_client(server) as ws:
+        assert ws.protocol.extensions
+        ws.send("x" * 1000)
+        assert ws.recv(TIMEOUT_S) == "x" * 1000
+    with serving(SimpleEcho, compression=False) as server, ws_client(server) as ws:
+        assert ws.protocol.extensions == []
 
 
 def test_two_thousand_clients_are_served_beyond_selects_limit_of_1024() -> None:

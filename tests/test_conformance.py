@@ -1,4 +1,9 @@
-"""Autobahn|Testsuite, cases 1-10, against a real echo_server process: every case green.
+"""Autobahn|Testsuite, cases 1-10 and a sample of 12-13, against a real echo_server process:
+every case green.
+
+The compression cases (12.*, 13.*: 216 cases of 1,000 messages each, up to 128 KiB) take about
+twenty minutes on a busy 2-core machine, so `make test` runs a sample of them (every test data
+set, and every permessage-deflate parameter combination of 13.*) and `make conformance` runs all.
 
 The suite runs through conformance/run.py (which starts the server on a free port, runs the
 fuzzing client, judges its report, and stops both by PID); these tests call it as a process and
@@ -36,6 +41,20 @@ GREEN_BEHAVIORS = {"OK"}
 GREEN_CLOSE_BEHAVIORS = {"OK", "INFORMATIONAL"}
 # The only cases the suite reports on without judging: they may be INFORMATIONAL.
 INFORMATIONAL_CASES = re.compile(r"7\.1\.6|7\.13\.\d+")
+CASES_1_TO_10 = "1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*"  # there is no group 8
+# Each of 12.*'s five test data sets with 16-byte messages (12.x.1) and once auto-fragmented
+# (12.1.11: 8 KiB in 256-byte frames); 13.x.1, one for each combination of offer and answer
+# (context takeover, window bits 9 and 15, several offers), and 13.3.11 (a 9-bit window,
+# fragmented). About 15 s; the whole of 12 and 13 about twenty minutes.
+COMPRESSION_SAMPLE = (
+    "12.1.1",
+    "12.1.11",
+    "12.2.1",
+    "12.3.1",
+    "12.5.1",
+    *(f"13.{group}.1" for group in range(1, 8)),
+    "13.3.11",
+)
 
 
 def run_harness(*args: str) -> subprocess.CompletedProcess[str]:
@@ -104,11 +123,35 @@ def cases_run(outdir: Path) -> set[str]:
 def test_every_case_from_1_to_10_is_green(tmp_path: Path) -> None:
     # run.py's default server: `python -m echo_server ws --port 0 --max-message-size 16MiB`,
     # the limit the 9.* cases (messages of up to 16 MiB) need.
-    result = run_harness("--outdir", str(tmp_path))
+    result = run_harness("--outdir", str(tmp_path), "--cases", CASES_1_TO_10)
     assert result.returncode == EXIT_GREEN, result.stdout
     assert not_green_cases(tmp_path) == {}
     # Groups 1-7, 9 and 10 hold 301 cases; fewer would mean some never ran.
     assert len(cases_run(tmp_path)) == 301, result.stdout
+
+
+@pytest.mark.usefixtures("suite_installed")
+def test_a_sample_of_the_compression_cases_is_green(tmp_path: Path) -> None:
+    # The server as it ships: permessage-deflate on.
+    result = run_harness("--outdir", str(tmp_path), "--cases", ",".join(COMPRESSION_SAMPLE))
+    assert result.returncode == EXIT_GREEN, result.stdout
+    assert not_green_cases(tmp_path) == {}
+    assert cases_run(tmp_path) == set(COMPRESSION_SAMPLE)
+
+
+@pytest.mark.usefixtures("suite_installed")
+def test_the_compression_cases_are_unimplemented_with_compression_off(tmp_path: Path) -> None:
+    # What the sample above would say of a server without permessage-deflate: not green.
+    result = run_harness(
+        "--outdir",
+        str(tmp_path),
+        "--cases",
+        "12.1.1",
+        "--server-cmd",
+        echo_server_cmd("--compression", "off"),
+    )
+    assert result.returncode == EXIT_NOT_GREEN, result.stdout
+    assert not_green_cases(tmp_path) == {"12.1.1": ("UNIMPLEMENTED", "OK")}
 
 
 @pytest.mark.usefixtures("suite_installed")

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import logging
 import socket
+import zlib
 
 import pytest
-from inprocess import MAX_TURNS, Harness, client_frame, next_frames, turns
+from inprocess import MAX_TURNS, Client, Harness, client_frame, next_frames, turns
 from support import upgrade_request
 
 from echo_server import defaults
 from echo_server.app.routes import ROUTES
 from echo_server.core.connection import Connection
+from echo_server.core.server import Server
 from echo_server.protocol.frames import CloseCode, Opcode, encode_frame
 
 
@@ -248,3 +250,105 @@ def test_send_message_after_close_sends_nothing(inproc: Harness) -> None:
         server.loop.run_once(0.01)
     received.extend(client.frames())
     assert received == [(Opcode.TEXT, b"before"), (Opcode.CLOSE, b"\x0f\xa0closing")]
+
+
+# What the handshake negotiated: the subprotocol, permessage-deflate (rules: test_deflate.py).
+
+DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+SYNC_FLUSH_TAIL = b"\x00\x00\xff\xff"
+
+
+class SaysSubprotocol(Connection):
+    def connected(self) -> None:
+        self.send_message(repr(self.subprotocol))
+
+
+def next_frames_and_rsv(server: Server, client: Client, what: str) -> list[tuple[int, bytes, int]]:
+    """As `next_frames`, with each frame's RSV bits (0x40: compressed)."""
+    received: list[tuple[int, bytes, int]] = []
+
+    def arrived() -> bool:
+        received.extend(client.frames_with_rsv())
+        return bool(received)
+
+    turns(server, arrived, what=what)
+    return received
+
+
+def inflated(payload: bytes, inflater: zlib._Decompress | None = None) -> bytes:
+    inflater = inflater or zlib.decompressobj(wbits=-15)
+    return inflater.decompress(payload + SYNC_FLUSH_TAIL)
+
+
+def test_the_handler_sees_the_chosen_subprotocol_from_connected_on(inproc: Harness) -> None:
+    server = inproc.core_server({"/": SaysSubprotocol}, subprotocols=("ocpp2.0.1", "ocpp1.6"))
+    client = inproc.connect(server, extra="Sec-WebSocket-Protocol: ocpp1.6, ocpp2.0.1\r\n")
+    assert "\r\nSec-WebSocket-Protocol: ocpp1.6" in client.head
+    assert next_frames(server, client, "the subprotocol") == [(Opcode.TEXT, b"'ocpp1.6'")]
+
+
+def test_the_handler_sees_none_when_no_subprotocol_was_chosen(inproc: Harness) -> None:
+    server = inproc.core_server({"/": SaysSubprotocol}, subprotocols=("mqtt",))
+    client = inproc.connect(server, extra="Sec-WebSocket-Protocol: ocpp1.6\r\n")
+    assert "Sec-WebSocket-Protocol" not in client.head
+    assert next_frames(server, client, "the subprotocol") == [(Opcode.TEXT, b"None")]
+
+
+def test_with_deflate_agreed_a_message_goes_out_compressed_and_inflates_back(
+    inproc: Harness,
+) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo", extra=DEFLATE_OFFER)
+    assert "\r\nSec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12" in (
+        client.head
+    )
+    message = b'{"sensor": "kitchen", "temperature": 21.5, "humidity": 40}'
+    client.send(client_frame(Opcode.TEXT, message))
+    received = next_frames_and_rsv(server, client, "echo")
+    ((opcode, payload, rsv),) = received
+    assert (opcode, rsv) == (Opcode.TEXT, 0x40)
+    assert inflated(payload) == message
+
+
+def test_a_compressed_message_from_the_client_is_inflated_and_echoed(inproc: Harness) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo", extra=DEFLATE_OFFER)
+    compressor = zlib.compressobj(wbits=-12)
+    payload = compressor.compress(b"x" * 10_000) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    client.send(encode_frame(Opcode.BINARY, payload[:-4], mask=b"abcd", rsv=4))
+    received = next_frames_and_rsv(server, client, "echo")
+    ((opcode, echoed, rsv),) = received
+    assert (opcode, rsv) == (Opcode.BINARY, 0x40)
+    assert inflated(echoed) == b"x" * 10_000
+
+
+def test_a_message_under_32_bytes_goes_out_uncompressed(inproc: Harness) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo", extra=DEFLATE_OFFER)
+    client.send(client_frame(Opcode.TEXT, b"21.5"))
+    received = next_frames_and_rsv(server, client, "echo")
+    assert received == [(Opcode.TEXT, b"21.5", 0)]
+
+
+def test_a_broadcast_goes_out_uncompressed_to_a_compressed_connection(inproc: Harness) -> None:
+    server = inproc.app_server()
+    listener = inproc.connect(server, "/chat", extra=DEFLATE_OFFER)
+    sender = inproc.connect(server, "/chat")
+    message = b"a chat line long enough to be worth compressing, if it were sent alone"
+    sender.send(client_frame(Opcode.TEXT, message))
+    received = next_frames_and_rsv(server, listener, "it")
+    assert received == [(Opcode.TEXT, message, 0)]
+
+
+def test_with_compression_off_an_offer_gets_no_extension(inproc: Harness) -> None:
+    server = inproc.app_server(compression=False)
+    client = inproc.connect(server, "/echo", extra=DEFLATE_OFFER)
+    assert "Sec-WebSocket-Extensions" not in client.head
+    message = b"x" * 1000
+    client.send(client_frame(Opcode.BINARY, message))
+    received = next_frames_and_rsv(server, client, "echo")
+    assert received == [(Opcode.BINARY, message, 0)]
+    client.send(encode_frame(Opcode.BINARY, b"\x02\x00", mask=b"abcd", rsv=4))  # RSV1
+    ((opcode, payload),) = next_frames(server, client, "the close")
+    assert opcode == Opcode.CLOSE
+    assert int.from_bytes(payload[:2], "big") == CloseCode.PROTOCOL_ERROR

@@ -13,6 +13,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from conftest import StartServer
 from support import ServerProcess, read_frame, recv_exactly, upgrade_request
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -172,6 +173,27 @@ def test_the_inspector_first_describes_the_handshake(ws_server: ServerProcess) -
     assert handshake["client"]["address"] == "127.0.0.1"
     assert handshake["tls"] is False
     assert handshake["subprotocols_offered"] == ["ocpp1.6", "mqtt"]
+
+
+def test_the_inspector_shows_the_subprotocol_and_compression_agreed(
+    start_server: StartServer,
+) -> None:
+    server = start_server("ws", "--port", "0", "--subprotocol", "mqtt")
+    with connect(
+        server.url("/inspect"),
+        open_timeout=TIMEOUT_S,
+        proxy=None,
+        subprotocols=[Subprotocol("ocpp1.6"), Subprotocol("mqtt")],
+    ) as ws:  # websockets offers permessage-deflate by default
+        (handshake,) = events(ws, 1)
+        ws.send("hello " * 20)
+        (frame,) = events(ws, 1)
+    assert handshake["subprotocol"] == "mqtt"
+    assert handshake["extensions_offered"][0].startswith("permessage-deflate")
+    (agreed,) = handshake["extensions"]
+    assert agreed.startswith("permessage-deflate")
+    assert frame["rsv"] == [True, False, False]  # compressed: RSV1 on the frame
+    assert frame["length"] < 120  # what came on the wire, not the inflated message
 
 
 def test_the_inspector_describes_each_frame_before_the_echo(ws_server: ServerProcess) -> None:

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import pytest
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidStatus, NegotiationError
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.http11 import Response
 from websockets.protocol import State
-from websockets.typing import Origin
+from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
 from echo_server.protocol.handshake import (
     NULL_ORIGIN_MESSAGE,
+    Accepted,
     accept_key,
     check_upgrade,
     is_upgrade,
+    negotiate,
     origin_allowed,
     response_101,
+    select_subprotocol,
 )
 from echo_server.protocol.http import HttpError, Request, find_head_end, parse_request
 
@@ -72,11 +76,27 @@ def refusal(request: Request, allowed_origins: frozenset[str] = frozenset()) -> 
     return caught.value
 
 
-def websockets_client(origin: str | None = None) -> ClientProtocol:
+def websockets_client(
+    origin: str | None = None, subprotocols: list[str] | None = None, compression: bool = False
+) -> ClientProtocol:
     return ClientProtocol(
         parse_uri("ws://127.0.0.1:8001/chat?room=1"),
         origin=None if origin is None else Origin(origin),
+        subprotocols=None if subprotocols is None else [Subprotocol(p) for p in subprotocols],
+        extensions=[ClientPerMessageDeflateFactory()] if compression else None,
     )
+
+
+def websockets_handshake(
+    client: ClientProtocol, *, subprotocols: tuple[str, ...] = (), compression: bool = True
+) -> Accepted:
+    """Our answer to the websockets client's request, fed back to that client."""
+    request = parse_request(websockets_request_bytes(client))
+    accepted = negotiate(
+        request, check_upgrade(request), subprotocols=subprotocols, compression=compression
+    )
+    client.receive_data(accepted.response())
+    return accepted
 
 
 def websockets_request_bytes(client: ClientProtocol) -> bytes:
@@ -426,3 +446,108 @@ def test_a_page_opened_from_a_file_is_refused_with_a_message_that_says_what_to_d
 
 def test_a_page_opened_from_a_file_is_accepted_when_null_is_allowed() -> None:
     assert check_upgrade(upgrade_request(extra=[("Origin", "null")]), frozenset({"null"}))
+
+
+# Subprotocols: select_subprotocol, and the websockets client's view of the answer
+
+
+def test_the_first_offered_subprotocol_the_server_speaks_is_selected() -> None:
+    assert select_subprotocol(["mqtt, ocpp1.6, graphql-ws"], ("graphql-ws", "ocpp1.6")) == (
+        "ocpp1.6"
+    )
+
+
+def test_subprotocols_offered_on_several_header_lines_are_read_in_order() -> None:
+    assert select_subprotocol(["mqtt", "ocpp1.6"], ("ocpp1.6", "mqtt")) == "mqtt"
+
+
+def test_star_selects_whatever_the_client_offers_first() -> None:
+    assert select_subprotocol([" graphql-transport-ws , mqtt"], ("*",)) == "graphql-transport-ws"
+
+
+def test_no_subprotocol_is_selected_when_none_offered_is_spoken() -> None:
+    assert select_subprotocol(["mqtt"], ("ocpp1.6",)) is None
+
+
+def test_no_subprotocol_is_selected_by_a_server_configured_with_none() -> None:
+    assert select_subprotocol(["mqtt"], ()) is None
+
+
+def test_no_subprotocol_is_selected_when_the_client_offers_none() -> None:
+    assert select_subprotocol([], ("*",)) is None
+
+
+def test_subprotocol_names_compare_case_sensitively() -> None:
+    assert select_subprotocol(["OCPP1.6"], ("ocpp1.6",)) is None
+
+
+def test_an_offered_name_that_is_not_a_token_is_never_selected() -> None:
+    assert select_subprotocol(['a b, "quoted", ok'], ("*",)) == "ok"
+
+
+def test_the_websockets_client_gets_the_subprotocol_it_asked_for() -> None:
+    client = websockets_client(subprotocols=["graphql-transport-ws", "graphql-ws"])
+    accepted = websockets_handshake(client, subprotocols=("graphql-ws", "graphql-transport-ws"))
+    assert accepted.subprotocol == "graphql-transport-ws"
+    assert client.state is State.OPEN
+    assert client.subprotocol == "graphql-transport-ws"
+
+
+def test_with_no_subprotocol_in_common_the_answer_names_none_and_the_client_decides() -> None:
+    # RFC 6455 leaves it to the client; websockets opens the connection with no subprotocol
+    # (an application that insists checks `subprotocol` itself), as browsers do.
+    client = websockets_client(subprotocols=["ocpp1.6"])
+    accepted = websockets_handshake(client, subprotocols=("ocpp2.0.1",))
+    assert accepted.subprotocol is None
+    assert b"Sec-WebSocket-Protocol" not in accepted.response()
+    assert client.state is State.OPEN
+    assert client.subprotocol is None
+
+
+def test_the_websockets_client_refuses_a_subprotocol_it_did_not_offer() -> None:
+    # Why the answer must come from the client's offer, even with "*".
+    client = websockets_client(subprotocols=["ocpp1.6"])
+    request = parse_request(websockets_request_bytes(client))
+    client.receive_data(response_101(check_upgrade(request), subprotocol="mqtt"))
+    assert isinstance(client.handshake_exc, NegotiationError)
+
+
+# permessage-deflate in the handshake (the rules themselves: test_deflate.py)
+
+
+def test_compression_offered_by_the_websockets_client_is_agreed() -> None:
+    client = websockets_client(compression=True)
+    accepted = websockets_handshake(client)
+    assert accepted.deflate is not None
+    assert client.state is State.OPEN
+    assert [type(extension).__name__ for extension in client.extensions] == ["PerMessageDeflate"]
+
+
+def test_compression_off_answers_no_extension_to_an_offer() -> None:
+    client = websockets_client(compression=True)
+    accepted = websockets_handshake(client, compression=False)
+    assert accepted.deflate is None
+    assert b"Sec-WebSocket-Extensions" not in accepted.response()
+    assert client.state is State.OPEN
+    assert client.extensions == []
+
+
+def test_an_extension_the_client_never_offered_is_refused_by_it() -> None:
+    # The check above means something: websockets refuses an answer naming an extension it
+    # did not offer.
+    client = websockets_client()
+    request = parse_request(websockets_request_bytes(client))
+    client.receive_data(response_101(check_upgrade(request), extensions="permessage-deflate"))
+    assert isinstance(client.handshake_exc, NegotiationError)
+
+
+def test_response_101_names_the_subprotocol_and_the_extension() -> None:
+    assert response_101(RFC_SAMPLE_ACCEPT, subprotocol="mqtt", extensions="permessage-deflate") == (
+        b"HTTP/1.1 101 Switching Protocols\r\n"
+        b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+        b"Sec-WebSocket-Protocol: mqtt\r\n"
+        b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        b"\r\n"
+    )

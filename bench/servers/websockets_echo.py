@@ -7,8 +7,9 @@ chat client, the sender included, with `websockets.broadcast` (as echo_server's 
 The listen backlog is 1024, the same as echo_server's, so that the connection-storm scenario
 compares accept loops rather than kernel queue sizes.
 
-It is a benchmark peer, not part of echo_server. Usage:
-    python bench/servers/websockets_echo.py [--host H] [--port 0]
+With `--compression deflate` it negotiates permessage-deflate (websockets' own default), for the
+compression rows (bench/compression.py). It is a benchmark peer, not part of echo_server. Usage:
+    python bench/servers/websockets_echo.py [--host H] [--port 0] [--compression deflate]
 It prints "websockets: listening on ws://HOST:PORT/" when ready; stops on SIGTERM or SIGINT.
 """
 
@@ -48,7 +49,7 @@ def raise_open_files_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def serve_until_signalled(host: str, port: int) -> None:
+async def serve_until_signalled(host: str, port: int, compression: str | None) -> None:
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -65,7 +66,7 @@ async def serve_until_signalled(host: str, port: int) -> None:
         route,
         host,
         port,
-        compression=None,
+        compression=compression,
         max_size=MAX_MESSAGE_BYTES,
         backlog=LISTEN_BACKLOG,
     ) as server:
@@ -78,9 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="websockets echo and chat server (bench peer)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port (the default)")
+    parser.add_argument(
+        "--compression", choices=("none", "deflate"), default="none", help="(default none)"
+    )
     args = parser.parse_args(argv)
     raise_open_files_limit()
-    asyncio.run(serve_until_signalled(args.host, args.port))
+    compression = None if args.compression == "none" else args.compression
+    asyncio.run(serve_until_signalled(args.host, args.port, compression))
     return 0
 
 

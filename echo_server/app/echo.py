@@ -156,13 +156,9 @@ def handshake_event(connection: Connection) -> dict[str, Any]:
         "client": {"address": host, "port": port},
         "tls": connection.usingssl,
         "subprotocols_offered": headers.tokens("Sec-WebSocket-Protocol"),
-        "subprotocol": getattr(connection, "subprotocol", None),
-        "extensions_offered": [
-            value.strip()
-            for value in ",".join(headers.get_all("Sec-WebSocket-Extensions")).split(",")
-            if value.strip()
-        ],
-        "extensions": getattr(connection, "extensions", []),
+        "subprotocol": connection.subprotocol,
+        "extensions_offered": offered_extensions(request),
+        "extensions": connection.extensions,
     }
 
 

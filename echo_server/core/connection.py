@@ -11,6 +11,10 @@ is hardened where upstream's `WebSocket` breaks under load or hostile peers:
 - frames go to a `SendBuffer`, flushed once per loop turn, with a write limit: above it the
   connection stops reading (back-pressure), and a broadcast subscriber that far behind is closed;
 - `close` starts a real closing handshake bounded by a close timeout, and the server pings;
+- with permessage-deflate negotiated (protocol/deflate.py), `send_message` compresses (messages
+  of 32 bytes or more; zlib state made on first use), the reader inflates within the message
+  limit, and `send_shared` frames go out uncompressed (see there); `self.subprotocol` is the
+  subprotocol the handshake chose (None for none), set before `connected()`;
 - a handler exception, or a bug in this code for one connection, is logged with its traceback
   and the client is closed with 1011; no exception leaves a connection's callbacks.
 
@@ -36,6 +40,7 @@ from echo_server import defaults
 from echo_server.core.loop import EVENT_READ, EVENT_WRITE, WOULD_BLOCK, Loop, Timer
 from echo_server.core.sendbuffer import Buffer, SendBuffer
 from echo_server.core.stats import Stats
+from echo_server.protocol.deflate import Deflater
 from echo_server.protocol.frames import (
     Close,
     CloseCode,
@@ -50,6 +55,7 @@ from echo_server.protocol.frames import (
     frame_header,
     message_payload,
 )
+from echo_server.protocol.handshake import Accepted
 from echo_server.protocol.http import Request
 from echo_server.settings import Settings
 
@@ -101,6 +107,8 @@ class Connection:
         self.handshaked = True
         self.usingssl = isinstance(sock, ssl.SSLSocket)
         self.route = request.path  # the path that chose this handler, for statistics
+        self.subprotocol: str | None = None  # as negotiated; set before connected()
+        self.extensions: list[str] = []  # as agreed, in the 101's words; set before connected()
         self.fd = sock.fileno()  # the server's key for this connection, kept after close
         self.phase = Phase.OPEN
         settings = server.settings
@@ -108,6 +116,7 @@ class Connection:
             max_message_bytes=settings.max_message_bytes, report_frames=self.report_frames
         )
         self._out = SendBuffer(sock)
+        self._deflater: Deflater | None = None  # permessage-deflate was negotiated
         self._write_limit = settings.write_limit_bytes
         self._flush_queued = False  # a flush is asked for at the end of this loop turn
         self._reading_paused = False  # too much unsent: back-pressure until half has drained
@@ -155,9 +164,19 @@ class Connection:
 
         Once the connection has started closing (`closed` is true), this does nothing: nothing
         may follow a close frame. Upstream behaves the same from the client's point of view
-        (what it queues after its close frame is never delivered).
+        (what it queues after its close frame is never delivered). With permessage-deflate
+        negotiated, the message is compressed unless the deflater says to send it as it is.
         """
         opcode, payload = message_payload(data)
+        deflater = self._deflater
+        if deflater is not None and self.phase is Phase.OPEN:
+            compressed = deflater.compress(payload)
+            if compressed is not None:
+                stats = self.server.stats
+                stats.messages_out += 1
+                stats.bytes_out += len(compressed)
+                self._queue(frame_header(opcode, len(compressed), compressed=True), compressed)
+                return
         self.send_frame(opcode, payload)
 
     def soon(self, method: Callable[[], None]) -> None:
@@ -213,6 +232,12 @@ class Connection:
 
         A client that is too far behind (more than its write limit unsent) is closed with 1008,
         so that it cannot hold memory or delay the others.
+
+        With permessage-deflate negotiated the frame still goes out as it is, uncompressed
+        (RFC 7692 lets each message choose): compressing it would cost a compression per
+        subscriber (each has its own compression context), where the point of a shared frame is
+        to be encoded once for all; the broadcasts here (ticks, chat lines, statistics) are
+        short anyway.
         """
         if self.phase is not Phase.OPEN:
             return False
@@ -228,9 +253,19 @@ class Connection:
 
     # Called by the server.
 
-    def start(self, response_head: bytes, leftover: bytes) -> None:
+    def start(self, accepted: Accepted, leftover: bytes) -> None:
         """Send the 101 response, tell the handler, then parse bytes that came with the request."""
-        self._queue(response_head)
+        self._queue(accepted.response())
+        self.subprotocol = accepted.subprotocol
+        agreement = accepted.deflate
+        if agreement is not None:
+            self.extensions = [agreement.response]
+            self._reader = FrameReader(
+                max_message_bytes=self.server.settings.max_message_bytes,
+                report_frames=self.report_frames,
+                decompressor=agreement.inflater(),
+            )
+            self._deflater = agreement.deflater()
         self._schedule_ping()
         self._guard(self._start, leftover)
 
@@ -386,6 +421,7 @@ class Connection:
         """The closing handshake is over: flush what is queued, half-close, wait for the EOF."""
         self.phase = Phase.DRAINING
         self._reader = FrameReader()  # drop partial messages now rather than at the end
+        self._deflater = None  # and zlib state: nothing more is sent or read
         self._backlogged = False
         self._start_close_timer()
         self._cancel_ping()
@@ -426,6 +462,8 @@ class Connection:
         if self.phase is not Phase.OPEN:
             return
         self._schedule_ping()
+        if self._deflater is not None:
+            self._deflater.release_if_idle()  # ~38 KiB, once a ping interval passes unused
         if self._ping_payload is not None:
             return  # still waiting for the last pong: its timer decides
         self._ping_payload = os.urandom(4)
@@ -455,7 +493,8 @@ class Connection:
     def send_frame(
         self, opcode: Opcode, payload: bytes | bytearray | memoryview, fin: bool = True
     ) -> None:
-        """One frame (a fragment of a message, with `fin=False`); nothing once closing."""
+        """One frame (a fragment of a message, with `fin=False`), never compressed; nothing once
+        closing."""
         if self.phase is not Phase.OPEN:
             return  # nothing may follow our close frame
         stats = self.server.stats

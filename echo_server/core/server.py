@@ -213,7 +213,7 @@ class Server:
         pending: Upgrade,
         factory: ConnectionFactory,
         request: Request,
-        accept: str,
+        accepted: handshake.Accepted,
         leftover: bytes,
     ) -> None:
         """An Upgrade's request is valid: its socket becomes the route's Connection.
@@ -224,7 +224,7 @@ class Server:
         connection = factory(self, pending.sock, pending.address, request)
         pending.release()
         self.connections[connection.fd] = connection
-        connection.start(handshake.response_101(accept), leftover)
+        connection.start(accepted, leftover)
 
     def forget_upgrade(self, pending: Upgrade) -> None:
         self.upgrades.discard(pending)

@@ -57,7 +57,7 @@ class UpgradeHost(Protocol):
         pending: Upgrade,
         factory: ConnectionFactory,
         request: Request,
-        accept: str,
+        accepted: handshake.Accepted,
         leftover: bytes,
     ) -> None: ...
     def forget_upgrade(self, pending: Upgrade) -> None: ...
@@ -208,11 +208,15 @@ class Upgrade:
             body = bytes(self._buffer[: request.body_length])
             self.respond(plain.answer(request, body, str(self.address[0])))
             return
-        accept = handshake.check_upgrade(request, self.host.settings.allowed_origins)
+        settings = self.host.settings
+        accept = handshake.check_upgrade(request, settings.allowed_origins)
         factory = self.host.route_for(request.path)
         if factory is None:
             raise HttpError(404, f"No WebSocket route here; try {self.host.route_list()}.")
-        self.host.upgraded(self, factory, request, accept, bytes(self._buffer))
+        accepted = handshake.negotiate(
+            request, accept, subprotocols=settings.subprotocols, compression=settings.compression
+        )
+        self.host.upgraded(self, factory, request, accepted, bytes(self._buffer))
 
     # Answering.
 

@@ -6,7 +6,11 @@ breaks. `encode_frame`, `frame_header` and `encode_close` build the bytes a serv
 
 This module is not a connection: it knows nothing of sockets, the opening handshake, timeouts,
 answering pings or the closing handshake; the connection layer does all that with these events.
-No extension is ever negotiated, so any RSV bit is an error.
+The one extension is permessage-deflate (RFC 7692): when it was negotiated, the reader is given
+a `Decompressor` (deflate.py's `Inflater`) and accepts RSV1 on the first frame of a data
+message, inflating the message as it arrives; any other RSV bit, and RSV1 on a control frame, a
+continuation or without the extension, is an error (1002). The message size limit applies to
+the inflated message, and to its compressed bytes too.
 
 Speed matters because every byte a client sends passes through `FrameReader.feed`: headers are
 read with `struct.unpack_from` at an offset into the received bytes, the read buffer is compacted
@@ -24,7 +28,7 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from echo_server import defaults
 
@@ -40,6 +44,7 @@ __all__ = [
     "MAX_CONTROL_PAYLOAD_BYTES",
     "Close",
     "CloseCode",
+    "Decompressor",
     "Event",
     "FrameReader",
     "FrameSeen",
@@ -110,6 +115,7 @@ _HEADER_64: Final = struct.Struct("!BBQ")
 
 _FIN: Final = 0x80
 _RSV_MASK: Final = 0x70
+_RSV1: Final = 0x40  # "compressed", on the first frame of a message, with permessage-deflate
 _OPCODE_MASK: Final = 0x0F
 _MASK_BIT: Final = 0x80
 _LENGTH_MASK: Final = 0x7F
@@ -223,9 +229,12 @@ def unmask_python(payload: bytes | bytearray | memoryview, mask: bytes) -> bytes
     return bytes(out)
 
 
-def frame_header(opcode: Opcode, length: int, fin: bool = True) -> bytes:
-    """The header of an unmasked frame: 2, 4 or 10 bytes; send the payload after it."""
-    return _header((_FIN if fin else 0) | opcode, length, 0)
+def frame_header(opcode: Opcode, length: int, fin: bool = True, compressed: bool = False) -> bytes:
+    """The header of an unmasked frame: 2, 4 or 10 bytes; send the payload after it.
+
+    `compressed` sets RSV1, which says (with permessage-deflate) that the payload is deflated.
+    """
+    return _header((_FIN if fin else 0) | (_RSV1 if compressed else 0) | opcode, length, 0)
 
 
 def _header(first_byte: int, length: int, mask_bit: int) -> bytes:
@@ -318,6 +327,27 @@ def _parse_close(payload: bytes) -> Close:
     return Close(code, reason)
 
 
+class Decompressor(Protocol):
+    """What the reader needs to read compressed messages (deflate.Inflater is one)."""
+
+    def inflate(self, data: bytes | bytearray | memoryview, max_length: int) -> bytes:
+        """The next compressed bytes of a message, inflated: at most `max_length` bytes.
+        Raises ProtocolError for data that does not inflate."""
+        ...
+
+    def finish(self, max_length: int) -> bytes:
+        """The message's last frame is in: the rest of its inflated bytes."""
+        ...
+
+    def inflate_message(self, data: bytes | bytearray | memoryview, max_length: int) -> bytes:
+        """A whole message's compressed bytes, inflated (`inflate` then `finish`)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the message in progress, and any state."""
+        ...
+
+
 class ReaderState(enum.Enum):
     """Where a `FrameReader` is: reading frames, or done for good."""
 
@@ -342,10 +372,12 @@ class FrameReader:
     `ProtocolError`, carrying the close code to answer with, is raised by the next call (as
     wsproto does): a valid message followed by a bad frame in one read is still delivered.
 
-    A data frame's payload is consumed (unmasked, and for text validated) as it arrives, so
-    memory held is the message so far in one buffer plus at most one partial header or control
-    frame and one slice of unparsed bytes; a text message with invalid UTF-8 fails as soon as the
-    bad bytes arrive, even in the middle of a frame.
+    A data frame's payload is consumed (unmasked, inflated, and for text validated) as it
+    arrives, so memory held is the message so far in one buffer plus at most one partial header
+    or control frame and one slice of unparsed bytes; a text message with invalid UTF-8 fails as
+    soon as the bad bytes arrive, even in the middle of a frame. A compressed message is never
+    inflated past `max_message_bytes` (plus one byte, to know it is over): a small message that
+    would inflate to gigabytes is refused with 1009 after that much work.
     """
 
     def __init__(
@@ -354,10 +386,12 @@ class FrameReader:
         max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
         require_mask: bool = True,
         report_frames: bool = False,
+        decompressor: Decompressor | None = None,
     ) -> None:
         self._max_message_bytes = max_message_bytes
         self._require_mask = require_mask
         self._report_frames = report_frames
+        self._decompressor = decompressor  # permessage-deflate was negotiated
         self.state = ReaderState.READING
         # Bytes received but not parsed yet: a partial frame, or what a limited call left.
         self._buffer = bytearray()
@@ -371,7 +405,9 @@ class FrameReader:
         # The message in progress (opcode 0 when none): its payload bytes so far (small
         # fragments joined in a bytearray, large ones as they are) and their count.
         self._message_opcode = 0
-        self._message_bytes = 0
+        self._message_bytes = 0  # of the payload (inflated, for a compressed message)
+        self._compressed = False  # the message in progress has RSV1: its payload is deflated
+        self._wire_bytes = 0  # a compressed message's bytes as received
         self._parts: list[bytes | bytearray] = []
         self._decoder = _Utf8Decoder()  # validates text as it arrives; the text is decoded once
 
@@ -433,6 +469,8 @@ class FrameReader:
         self.state = ReaderState.FAILED
         self._buffer = bytearray()
         self._parts = []
+        if self._decompressor is not None:
+            self._decompressor.reset()
 
     def _parse(
         self, data: bytes | bytearray | memoryview, events: list[Event], max_frames: int
@@ -502,7 +540,10 @@ class FrameReader:
                 continue
             if opcode and fin and stop <= end:
                 # A whole unfragmented message in hand.
-                events.append(_whole_message(opcode == _TEXT, _payload(data[start:stop], mask)))
+                payload = _payload(data[start:stop], mask)
+                if self._compressed:
+                    payload = self._inflate_whole(payload)
+                events.append(_whole_message(opcode == _TEXT, payload))
                 pos = stop
                 continue
             if opcode:
@@ -522,8 +563,9 @@ class FrameReader:
         or None while it is incomplete. Raises ProtocolError for a frame the peer may not send."""
         fin = first & _FIN
         opcode = first & _OPCODE_MASK
-        if first & _RSV_MASK:
-            raise ProtocolError(CloseCode.PROTOCOL_ERROR, "RSV bit set without extension")
+        rsv = first & _RSV_MASK
+        if rsv:
+            _check_rsv(rsv, opcode, self._decompressor is not None)
         if opcode not in _KNOWN_OPCODES:
             raise ProtocolError(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
         masked = second & _MASK_BIT
@@ -554,27 +596,36 @@ class FrameReader:
             start += 8
             if length >> 63:
                 raise ProtocolError(CloseCode.PROTOCOL_ERROR, "frame length over 63 bits")
+        compressed = bool(rsv) or (opcode == _CONTINUATION and self._compressed)
         if is_control:
             if length > MAX_CONTROL_PAYLOAD_BYTES:
                 raise ProtocolError(CloseCode.PROTOCOL_ERROR, "control frame over 125 bytes")
-        elif self._message_bytes + length > self._max_message_bytes:
-            # Refused on the header alone, before buffering any of the payload.
-            raise ProtocolError(
-                CloseCode.MESSAGE_TOO_BIG, f"message over {self._max_message_bytes} bytes"
-            )
+        elif (self._wire_bytes if compressed else self._message_bytes) + length > (
+            self._max_message_bytes
+        ):
+            # Refused on the header alone, before buffering any of the payload. A compressed
+            # message's bytes on the wire count against the limit too, so a stream that never
+            # inflates to anything cannot go on forever.
+            raise self._too_big()
         mask: bytes | None = None
         if masked:
             if end - start < 4:
                 return None
             mask = bytes(data[start : start + 4])
             start += 4
+        if rsv:
+            self._compressed = True
         return opcode, fin, length, mask, start
+
+    def _too_big(self) -> ProtocolError:
+        return ProtocolError(
+            CloseCode.MESSAGE_TOO_BIG, f"message over {self._max_message_bytes} bytes"
+        )
 
     def _consume_payload(self, chunk: bytes | bytearray | memoryview) -> None:
         """Take in the next part of the current data frame's payload."""
         size = len(chunk)
         self._frame_left -= size
-        self._message_bytes += size
         mask = self._frame_mask
         if mask is None:
             payload: bytes | bytearray | memoryview = chunk
@@ -583,6 +634,41 @@ class FrameReader:
             shift = size % 4
             if shift:
                 self._frame_mask = mask[shift:] + mask[:shift]
+        if self._compressed:
+            self._wire_bytes += size
+            payload = self._inflate(payload)
+        self._take(payload)
+
+    def _inflate(self, payload: bytes | bytearray | memoryview, last: bool = False) -> bytes:
+        """Inflate the next compressed bytes (or, `last`, the message's end) within the limit."""
+        assert self._decompressor is not None  # RSV1 is refused without one
+        room = self._max_message_bytes - self._message_bytes
+        # One byte more than the room: getting it means the message is over the limit, and
+        # zlib stops there, however much more the data would inflate to.
+        if last:
+            inflated = self._decompressor.finish(room + 1)
+        else:
+            inflated = self._decompressor.inflate(payload, room + 1)
+        if len(inflated) > room:
+            raise self._too_big()
+        return inflated
+
+    def _inflate_whole(self, payload: bytes) -> bytes:
+        """A whole compressed message in one frame, inflated within the limit."""
+        assert self._decompressor is not None  # RSV1 is refused without one
+        self._compressed = False
+        room = self._max_message_bytes
+        inflated = self._decompressor.inflate_message(payload, room + 1)
+        if len(inflated) > room:
+            raise self._too_big()
+        return inflated
+
+    def _take(self, payload: bytes | bytearray | memoryview) -> None:
+        """Keep the next payload bytes of the message in progress, validating text."""
+        size = len(payload)
+        if not size:
+            return
+        self._message_bytes += size
         if self._message_opcode == _TEXT:
             decoder = self._decoder
             try:
@@ -604,6 +690,10 @@ class FrameReader:
 
     def _finish_message(self) -> Message:
         """The message in progress is complete: join its parts and reset."""
+        if self._compressed:
+            self._take(self._inflate(b"", last=True))
+            self._compressed = False
+            self._wire_bytes = 0
         parts = self._parts
         raw = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
         self._parts = []
@@ -620,6 +710,16 @@ class FrameReader:
             self._decoder.reset()
         # Validated as it arrived, so this cannot fail.
         return Message(raw.decode())
+
+
+def _check_rsv(rsv: int, opcode: int, deflate: bool) -> None:
+    """Refuse reserved bits, unless it is RSV1 on a message's first frame with deflate on."""
+    if rsv != _RSV1 or not deflate:
+        raise ProtocolError(CloseCode.PROTOCOL_ERROR, "RSV bit set without extension")
+    if opcode & _CONTROL_BIT:
+        raise ProtocolError(CloseCode.PROTOCOL_ERROR, "RSV1 set on a control frame")
+    if opcode == _CONTINUATION:
+        raise ProtocolError(CloseCode.PROTOCOL_ERROR, "RSV1 set on a continuation frame")
 
 
 def _payload(raw: bytes | bytearray | memoryview, mask: bytes | None) -> bytes:

@@ -2,12 +2,18 @@
 
 A parsed request in (see http.py), a decision out: `check_upgrade` checks an upgrade request in
 a fixed order and returns the Sec-WebSocket-Accept value or raises `HttpError` with the status
-to refuse with; `origin_allowed` is the rule for which web pages may connect; `response_101`
-builds the answer that completes the handshake. It never touches a socket, a clock or a file;
-the server owns those, and so owns the handshake timeout.
+to refuse with; `origin_allowed` is the rule for which web pages may connect; `negotiate` chooses
+the subprotocol (`select_subprotocol`) and the permessage-deflate answer (deflate.py); and
+`Accepted.response` (`response_101`) builds the answer that completes the handshake. It never
+touches a socket, a clock or a file; the server owns those, and so owns the handshake timeout.
 
-It negotiates no extensions or subprotocols (a client that offers permessage-deflate simply
-gets none, which RFC 6455 allows).
+Subprotocols (RFC 6455 section 4.2.2): the server is configured with the names it speaks; it
+selects the first name in the client's `Sec-WebSocket-Protocol` offer (the client's order of
+preference, as the RFC puts it) that it speaks, or, configured with "*", the client's first
+name whatever it is (for testing clients that insist on getting one back). With no match the
+response names none, and RFC 6455 leaves it to the client to go on or fail. Offered names that
+are not HTTP tokens are skipped, never echoed. No other extension than permessage-deflate is
+ever negotiated.
 """
 
 from __future__ import annotations
@@ -16,19 +22,29 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from echo_server.addresses import parse_authority
+from echo_server.protocol import deflate
 from echo_server.protocol.http import HttpError, Request
 
 __all__ = [
+    "ANY_SUBPROTOCOL",
     "WEBSOCKET_VERSION",
+    "Accepted",
     "accept_key",
     "check_upgrade",
     "is_upgrade",
+    "negotiate",
     "origin_allowed",
     "response_101",
+    "select_subprotocol",
 ]
+
+# Configured as a subprotocol, it selects whatever the client offers first.
+ANY_SUBPROTOCOL = "*"
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 WEBSOCKET_VERSION = "13"
@@ -49,6 +65,7 @@ NULL_ORIGIN_MESSAGE = (
 _ORIGIN_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", re.DOTALL)
 # Only web origins get the same-host rule; any other scheme must be listed explicitly.
 _SAME_HOST_SCHEMES = frozenset({"http", "https"})
+_TOKEN_RE = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 
 
 def accept_key(key: str) -> str:
@@ -140,15 +157,72 @@ def origin_allowed(origin: str | None, host: str | None, allowed_origins: frozen
     return origin_authority[0] == host_authority[0]
 
 
-def response_101(accept: str) -> bytes:
+def select_subprotocol(offered: Sequence[str], supported: Sequence[str]) -> str | None:
+    """The subprotocol to answer with, from the client's `Sec-WebSocket-Protocol` values.
+
+    The first offered name the server supports (names compare exactly: RFC 6455 makes them
+    case-sensitive), or with "*" supported the first offered name; None when none matches or
+    nothing is offered. Names that are not tokens are never selected.
+    """
+    if not supported:
+        return None
+    any_name = ANY_SUBPROTOCOL in supported
+    for value in offered:
+        for part in value.split(","):
+            name = part.strip()
+            if _TOKEN_RE.fullmatch(name) and (any_name or name in supported):
+                return name
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An upgrade request accepted: the Sec-WebSocket-Accept value and what was negotiated."""
+
+    accept: str
+    subprotocol: str | None = None
+    deflate: deflate.Agreement | None = None
+
+    def response(self) -> bytes:
+        """The 101 response to send."""
+        return response_101(
+            self.accept,
+            subprotocol=self.subprotocol,
+            extensions=None if self.deflate is None else self.deflate.response,
+        )
+
+
+def negotiate(
+    request: Request, accept: str, *, subprotocols: Sequence[str] = (), compression: bool = True
+) -> Accepted:
+    """What to answer a valid upgrade request (see `check_upgrade`) with: the subprotocol
+    (`select_subprotocol`), and permessage-deflate when `compression` is on and offered."""
+    headers = request.headers
+    agreement = None
+    if compression:
+        agreement = deflate.negotiate(headers.get_all("Sec-WebSocket-Extensions"))
+    return Accepted(
+        accept,
+        select_subprotocol(headers.get_all("Sec-WebSocket-Protocol"), subprotocols),
+        agreement,
+    )
+
+
+def response_101(
+    accept: str, *, subprotocol: str | None = None, extensions: str | None = None
+) -> bytes:
     """The 101 response that completes the handshake; frames may follow it at once."""
-    return (
-        "HTTP/1.1 101 Switching Protocols\r\n"
-        "Upgrade: websocket\r\n"
-        "Connection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept}\r\n"
-        "\r\n"
-    ).encode("ascii")
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept}",
+    ]
+    if subprotocol is not None:
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+    if extensions is not None:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
 def _bad_request(message: str) -> HttpError:

@@ -38,7 +38,8 @@ echoPage.define("panel", ["format", "log"], function (page) {
    * the round-trip time (right for an echo server, which answers in order).
    *
    * A subclass changes what happens to a message by overriding received(data) and outgoing(text),
-   * and hears about the connection through didOpen() and didClose().
+   * chooses the subprotocols to offer with protocols(), and hears about the connection through
+   * didOpen() and didClose().
    *
    * The parts every panel has come from one <template> (see stampHead), stamped into the panel
    * before it is driven.
@@ -135,12 +136,16 @@ echoPage.define("panel", ["format", "log"], function (page) {
         return;
       }
       this.hideNotice();
+      const protocols = this.protocols();
+      if (protocols === null) {
+        return;
+      }
       this.opened = false;
       this.closeRequested = false;
       this.pending = [];
       let socket;
       try {
-        socket = new WebSocket(this.url);
+        socket = new WebSocket(this.url, protocols);
       } catch (error) {
         // Only a malformed URL throws here; an unreachable server arrives as a close event.
         this.note("error", "Cannot open " + this.url + ": " + error.message);
@@ -187,6 +192,11 @@ echoPage.define("panel", ["format", "log"], function (page) {
         }
       }
       return true;
+    }
+
+    /** The subprotocols to offer, in order; null to not connect (the panel has said why). */
+    protocols() {
+      return [];
     }
 
     /** What to send for the text typed in the message box, or null to send nothing. */

@@ -1,9 +1,9 @@
 /*
- * The panels, one per WebSocket route: Chat, and the receive-only Tick, Live and Stats. (Echo is
- * the base class itself, js/panel.js.)
+ * The panels, one per WebSocket route: Echo, Chat, and the receive-only Tick, Live and Stats.
  *
- * What this file is for: what each panel does with a message: Chat marks its own messages as
- * delivered and prefixes a name; Tick shows the server's counter and clock and how far this
+ * What this file is for: what each panel does with a message: Echo is the base panel
+ * (js/panel.js) plus the subprotocols it offers and the one the server chose; Chat marks its
+ * own messages as delivered and prefixes a name; Tick shows the server's counter and clock and how far this
  * device's clock is from it; Live keeps the last minute of values for its chart; Stats fills a
  * table from the server's statistics.
  *
@@ -39,6 +39,71 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
       window.localStorage.setItem(key, value);
     } catch (error) {
       // Not remembered for next time; the name still works now.
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Echo: the base panel, offering the subprotocols typed in its field (comma-separated, in the
+  // order given) and showing the one the server chose (the browser's WebSocket.protocol).
+
+  // RFC 6455: a subprotocol name is an HTTP token; the browser throws on anything else.
+  const SUBPROTOCOL_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+  class EchoPanel extends ConnectionPanel {
+    constructor(root, options) {
+      super(root, options);
+      this.offer = part(root, "subprotocols");
+      this.chosen = part(root, "subprotocol");
+      this.offered = [];
+    }
+
+    protocols() {
+      const names = this.offer
+        ? this.offer.value
+            .split(",")
+            .map((name) => name.trim())
+            .filter((name) => name !== "")
+        : [];
+      const bad = names.find((name) => !SUBPROTOCOL_NAME.test(name));
+      if (bad !== undefined) {
+        this.showNotice("error", [
+          code(bad),
+          " is not a subprotocol name: letters, digits and !#$%&'*+-.^_`|~ only, like ",
+          code("ocpp1.6"),
+          ".",
+        ]);
+        return null;
+      }
+      const twice = names.find((name, index) => names.indexOf(name) !== index);
+      if (twice !== undefined) {
+        this.showNotice("error", [code(twice), " is offered twice: name it once."]);
+        return null;
+      }
+      this.offered = names;
+      if (this.chosen) {
+        this.chosen.textContent = "…";
+      }
+      return names;
+    }
+
+    didOpen() {
+      const chosen = this.socket.protocol;
+      if (this.chosen) {
+        this.chosen.textContent = chosen || "none";
+      }
+      if (chosen) {
+        this.note("info", "Subprotocol chosen by the server: " + chosen);
+      } else if (this.offered.length > 0) {
+        this.note("info", "The server chose none of the subprotocols offered");
+      }
+    }
+
+    render(state, text) {
+      super.render(state, text);
+      if (this.offer) {
+        // The offer is made when connecting: it cannot change while connected.
+        this.offer.disabled = state !== "disconnected";
+      }
     }
   }
 
@@ -407,6 +472,7 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
   }
 
   return {
+    EchoPanel,
     ChatPanel,
     FeedPanel,
     TickPanel,

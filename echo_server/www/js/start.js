@@ -14,11 +14,11 @@ echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) 
   "use strict";
 
   const { loadConfig, pathFromSearch, wsPortFromSearch, wsUrlFor, Tabs } = page;
-  const { ConnectionPanel, ChatPanel, TickPanel, LivePanel, StatsPanel } = page;
+  const { ConnectionPanel, EchoPanel, ChatPanel, TickPanel, LivePanel, StatsPanel } = page;
 
   // The panel class for each tab; the tab's path is config.json's.
   const PANEL_CLASSES = Object.freeze({
-    echo: ConnectionPanel,
+    echo: EchoPanel,
     chat: ChatPanel,
     tick: TickPanel,
     live: LivePanel,
