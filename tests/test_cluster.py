@@ -27,6 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from echo_server import defaults
 from echo_server.app.broadcast import CHAT, TICK
+from echo_server.app.series import load_json
 from echo_server.cli import ws_passthrough
 from echo_server.cluster.node import (
     CHANNELS,
@@ -36,7 +37,6 @@ from echo_server.cluster.node import (
     NodeStats,
     decode_payload,
     followed_number,
-    load_json,
     node_key,
     parse_stats_entry,
     sum_fresh,

@@ -105,6 +105,9 @@ class Connection:
         self._pong_timer: Timer | None = None
         self._ping_payload: bytes | None = None
         self._handle_close_called = False
+        # The code of the closing handshake: the first close frame sent or received (counted by
+        # close code in the statistics when the socket closes; 1006 if there was none).
+        self._close_code: int | None = None
 
     @property
     def closed(self) -> bool:
@@ -138,6 +141,7 @@ class Connection:
         """Start the closing handshake; the socket closes when the peer answers or time is up."""
         if self.phase is Phase.OPEN:
             self._queue(encode_close(status, reason))
+            self._close_code = status
             self.phase = Phase.CLOSING
             self._start_close_timer()
             self._update_interest()
@@ -282,6 +286,7 @@ class Connection:
 
     def _on_close_frame(self, event: Close) -> None:
         if self.phase is Phase.OPEN:
+            self._close_code = event.code
             # Echo the peer's code (an empty close is answered with an empty close).
             if event.code == CloseCode.NO_STATUS_RCVD:
                 self._queue(frame_header(Opcode.CLOSE, 0))
@@ -302,6 +307,7 @@ class Connection:
         """Fail the connection: the one place a protocol violation becomes a close frame."""
         if self.phase is Phase.OPEN:
             self._queue(encode_close(code, reason))
+            self._close_code = code
             log.debug("closing %s with %d: %s", self.address, code, reason)
         if self.phase is not Phase.CLOSED:
             self._finish()
@@ -331,6 +337,7 @@ class Connection:
         loop.forget(self.client)
         self._out.clear()
         self.client.close()
+        self.server.stats.closes[self._close_code or CloseCode.ABNORMAL_CLOSURE] += 1
         self.server.forget(self)
         if not self._handle_close_called:
             self._handle_close_called = True
