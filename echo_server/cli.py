@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from echo_server import client, defaults, demo, netinfo
+from echo_server import client, defaults, demo, netinfo, publisher
 from echo_server.addresses import url_host
 from echo_server.app.app import App
 from echo_server.arguments import (
@@ -164,6 +164,14 @@ WS_OPTIONS = (
         "N",
     ),
     Option(
+        "--max-series",
+        "keep at most N series published to /publish, besides the demo; more is 409 "
+        f"(default {defaults.MAX_SERIES})",
+        positive_int,
+        defaults.MAX_SERIES,
+        "N",
+    ),
+    Option(
         "--allow-origin",
         "also accept browser pages from ORIGIN (repeatable; * accepts any, null a file)",
         default=[],
@@ -265,6 +273,13 @@ def build_parser(environ: dict[str, str] | None = None) -> OneLineParser:
     client.add_arguments(
         commands.add_parser("client", help="a terminal WebSocket client, like wscat")
     )
+    publisher.add_arguments(
+        commands.add_parser(
+            "publish",
+            help="put a number on every page's Live tab: publish URL SERIES VALUE",
+            description="POST a point to URL/publish/SERIES (URL: the WebSocket server).",
+        )
+    )
     for command in (ws, web, demo):
         apply_environment(command, dict(os.environ if environ is None else environ))
     return parser
@@ -282,6 +297,7 @@ def ws_settings(args: argparse.Namespace) -> Settings:
         max_message_bytes=args.max_message_size,
         write_limit_bytes=args.write_limit,
         rate_limit_per_s=args.rate_limit,
+        max_series=args.max_series,
         allowed_origins=frozenset(origin.rstrip("/").lower() for origin in args.allow_origin),
         certfile=args.certfile,
         keyfile=args.keyfile,
@@ -421,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "web": lambda: run_web(args),
         "demo": lambda: run_demo(args, argv),
         "client": lambda: client.run(args),
+        "publish": lambda: publisher.run(args),
     }
     try:
         return commands[args.command]()

@@ -822,3 +822,51 @@ def test_a_plain_request_from_another_host_still_gets_426(
     server = start_on(start_server, namespace_host)
     reply = namespace_host.request(server.port, "GET", "/", b"", {})
     assert reply.status == 426
+
+
+# Who may publish: the same rule, and `echo-server publish` from the other host with the token.
+
+
+def publish_from(
+    host: NamespaceHost, port: int, token: str | None
+) -> subprocess.CompletedProcess[str]:
+    """`echo-server publish` run on the other host, with the token (if any) in its environment."""
+    env = {k: v for k, v in os.environ.items() if k != "ECHO_SERVER_NOTIFY_TOKEN"}
+    if token is not None:
+        env["ECHO_SERVER_NOTIFY_TOKEN"] = token
+    argv = [
+        *("ip", "netns", "exec", host.name, sys.executable, "-m", "echo_server", "publish"),
+        *(f"http://{host.server_address}:{port}", "lan", "21.5", "--timeout", str(TIMEOUT_S)),
+    ]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=TIMEOUT_S + 10, check=False, env=env
+    )
+
+
+@contextlib.contextmanager
+def lan_series_client(server: ServerProcess) -> Iterator[ClientConnection]:
+    with connect(server.url("/stream?series=lan"), open_timeout=TIMEOUT_S, proxy=None) as ws:
+        assert json.loads(ws.recv(TIMEOUT_S))["history"] == []
+        yield ws
+
+
+def test_publish_from_another_host_without_the_token_is_refused_with_403(
+    start_server: StartServer, namespace_host: NamespaceHost
+) -> None:
+    server = start_on(start_server, namespace_host, "--notify-token", TOKEN)
+    with lan_series_client(server) as ws:
+        done = publish_from(namespace_host, server.port, None)
+        assert done.returncode == 1
+        assert "403 Forbidden" in done.stderr
+        with pytest.raises(TimeoutError):
+            ws.recv(0.5)  # nothing was published
+
+
+def test_publish_from_another_host_with_the_token_in_the_environment_is_delivered(
+    start_server: StartServer, namespace_host: NamespaceHost
+) -> None:
+    server = start_on(start_server, namespace_host, "--notify-token", TOKEN)
+    with lan_series_client(server) as ws:
+        done = publish_from(namespace_host, server.port, TOKEN)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(ws.recv(TIMEOUT_S))["value"] == 21.5

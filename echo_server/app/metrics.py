@@ -96,7 +96,7 @@ class ServerCollector(Collector):
             {"": stats.refused},
         )
         directions = {"in": stats.messages_in, "out": stats.messages_out}
-        yield _counter("messages", "WebSocket messages (frames sent).", "direction", directions)
+        yield _counter("messages", "WebSocket messages received and sent.", "direction", directions)
         directions = {"in": stats.bytes_in, "out": stats.bytes_out}
         yield _counter("bytes", "Bytes received and queued to send.", "direction", directions)
         yield _counter(

@@ -45,7 +45,7 @@ def _points(request: Request, body: bytes, time_s: float) -> list[Point]:
         check_name(name)
     if request.method == "GET":
         if not name:
-            raise ValueError("Name the series in the path")
+            raise ValueError("No series: name it in the path")
         query = parse_qs(request.query, keep_blank_values=True)
         value_text = _one(query, "value")
         if value_text is None:
@@ -79,7 +79,7 @@ def _json(text: str, what: str) -> Any:
     try:
         return load_json(text)
     except ValueError:
-        raise ValueError(f"{what} is not a number or JSON: {text.strip()[:40]!r}") from None
+        raise ValueError(f"Not a number or JSON in {what}: {text.strip()[:40]!r}") from None
 
 
 def _one_series(name: str, given: Any, time_s: float) -> Point:
