@@ -108,13 +108,12 @@ def test_several_series_are_published_at_once_with_one_time(inproc: Harness) -> 
     assert status == 200
     assert json.loads(answer) == {"published": ["temp", "humidity"], "delivered": 2}
     received: list[dict[str, Any]] = []
-    turns(
-        server,
-        lambda: (
-            bool(received.extend(json.loads(p) for _, p in watcher.frames())) or len(received) >= 2
-        ),
-        what="both points",
-    )
+
+    def both_arrived() -> bool:
+        received.extend(json.loads(payload) for _, payload in watcher.frames())
+        return len(received) >= 2
+
+    turns(server, both_arrived, what="both points")
     temp, humidity = points_of(received, "temp")[0], points_of(received, "humidity")[0]
     assert (temp["value"], humidity["value"], humidity["unit"]) == (21.7, 40, "%")
     assert temp["time"] == humidity["time"]
