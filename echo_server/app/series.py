@@ -102,9 +102,11 @@ class Point:
     def from_message(cls, data: str | bytes) -> Point:
         """The point in a message made by `message`; ValueError if it is not one.
 
-        Strict: at most SERIES_MAX_MESSAGE_BYTES, a JSON object, a series name, finite numbers,
-        a short printable unit.
+        Strict: text of at most SERIES_MAX_MESSAGE_BYTES, a JSON object, a series name, finite
+        numbers, a short printable unit.
         """
+        if not isinstance(data, str):
+            raise ValueError("not text")
         if len(data) > defaults.SERIES_MAX_MESSAGE_BYTES:
             raise ValueError(f"over {defaults.SERIES_MAX_MESSAGE_BYTES} bytes")
         fields = load_json(data)
