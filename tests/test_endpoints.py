@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import StartServer
+from netns import free_test_net_2_pair, ip, make_namespace
 from support import ServerProcess, http_exchange, status_of
 from websockets.sync.client import ClientConnection, connect
 
@@ -708,26 +709,6 @@ print(json.dumps({
 """
 
 
-def ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ip", *args], capture_output=True, text=True, timeout=TIMEOUT_S, check=False
-    )
-
-
-def free_test_net_2_pair() -> tuple[str, str]:
-    """Two addresses of a /30 in 198.51.100.0/24 that no interface here uses yet.
-
-    The start depends on the PID, so that two test runs on one machine pick different links.
-    """
-    in_use = ip("-o", "-4", "addr", "show").stdout
-    for offset in range(63):
-        base = 4 * (1 + (os.getpid() + offset) % 63)
-        pair = (f"198.51.100.{base + 1}", f"198.51.100.{base + 2}")
-        if f" {pair[0]}/" not in in_use and f" {pair[1]}/" not in in_use:
-            return pair
-    raise AssertionError("no free /30 left in 198.51.100.0/24")
-
-
 def set_up_namespace(name: str, outside: str, inside: str, addresses: tuple[str, str]) -> None:
     steps: Sequence[Sequence[str]] = [
         ("link", "add", outside, "type", "veth", "peer", "name", inside),
@@ -747,12 +728,7 @@ def namespace_host() -> Iterator[NamespaceHost]:
     pid = os.getpid()
     name = f"echo-test-{pid}"
     outside, inside = f"evh{pid}"[:15], f"evn{pid}"[:15]  # interface names: at most 15 bytes
-    created = ip("netns", "add", name)
-    if created.returncode != 0:
-        reason = f"cannot create a network namespace (ip netns add): {created.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run these tests as root or with CAP_NET_ADMIN")
-        pytest.skip(reason)
+    make_namespace(name)
     try:
         addresses = free_test_net_2_pair()
         set_up_namespace(name, outside, inside, addresses)
