@@ -100,3 +100,29 @@ def linked_namespaces(tag: str) -> Iterator[Link]:
         ip("link", "delete", server_end)  # a pair whose end never made it into a namespace
         listed = ip("netns", "list").stdout.split()
         assert server not in listed and client not in listed, "a namespace was left behind"
+
+
+@contextmanager
+def namespace_beside_this_one(tag: str) -> Iterator[tuple[str, str, str]]:
+    """A new namespace joined to this one by a veth pair, on a /30 of TEST-NET-2:
+    (its name, this side's address, its side's address); deleted at the end."""
+    pid = os.getpid()
+    name = f"echo-{tag}-{pid}"
+    outside, inside = f"evh{pid}"[:15], f"evn{pid}"[:15]  # interface names: at most 15 bytes
+    make_namespace(name)
+    try:
+        here, there = free_test_net_2_pair()
+        must("link", "add", outside, "type", "veth", "peer", "name", inside)
+        must("link", "set", inside, "netns", name)
+        must("addr", "add", f"{here}/30", "dev", outside)
+        must("link", "set", outside, "up")
+        must("-n", name, "addr", "add", f"{there}/30", "dev", inside)
+        must("-n", name, "link", "set", inside, "up")
+        must("-n", name, "link", "set", "lo", "up")
+        yield name, here, there
+    finally:
+        # Deleting the namespace destroys its end of the pair, and with it ours; the explicit
+        # delete covers a pair whose end never made it into the namespace.
+        ip("netns", "delete", name)
+        ip("link", "delete", outside)
+        assert name not in ip("netns", "list").stdout.split(), f"namespace {name} left behind"

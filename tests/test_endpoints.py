@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import StartServer
-from netns import free_test_net_2_pair, ip, make_namespace
+from netns import namespace_beside_this_one
 from support import ServerProcess, http_exchange, status_of
 from websockets.sync.client import ClientConnection, connect
 
@@ -709,36 +709,10 @@ print(json.dumps({
 """
 
 
-def set_up_namespace(name: str, outside: str, inside: str, addresses: tuple[str, str]) -> None:
-    steps: Sequence[Sequence[str]] = [
-        ("link", "add", outside, "type", "veth", "peer", "name", inside),
-        ("link", "set", inside, "netns", name),
-        ("addr", "add", f"{addresses[0]}/30", "dev", outside),
-        ("link", "set", outside, "up"),
-        ("netns", "exec", name, "ip", "addr", "add", f"{addresses[1]}/30", "dev", inside),
-        ("netns", "exec", name, "ip", "link", "set", inside, "up"),
-    ]
-    for step in steps:
-        done = ip(*step)
-        assert done.returncode == 0, f"ip {' '.join(step)}: {done.stderr.strip()}"
-
-
 @pytest.fixture
 def namespace_host() -> Iterator[NamespaceHost]:
-    pid = os.getpid()
-    name = f"echo-test-{pid}"
-    outside, inside = f"evh{pid}"[:15], f"evn{pid}"[:15]  # interface names: at most 15 bytes
-    make_namespace(name)
-    try:
-        addresses = free_test_net_2_pair()
-        set_up_namespace(name, outside, inside, addresses)
-        yield NamespaceHost(name, *addresses)
-    finally:
-        # Deleting the namespace destroys its end of the pair, and with it ours; the explicit
-        # delete covers a pair whose end never made it into the namespace.
-        ip("netns", "delete", name)
-        ip("link", "delete", outside)
-        assert name not in ip("netns", "list").stdout.split(), f"namespace {name} left behind"
+    with namespace_beside_this_one("test") as (name, here, there):
+        yield NamespaceHost(name, here, there)
 
 
 def start_on(start_server: StartServer, host: NamespaceHost, *options: str) -> ServerProcess:
