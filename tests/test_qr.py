@@ -180,3 +180,16 @@ def test_without_a_terminal_no_code_is_drawn(
     server.wait_for_output("anyone on this network can connect")
     assert "scan to open" not in server.output()
     assert "▀" not in server.output()
+
+
+def test_the_readmes_first_screen_shows_a_code_that_reads_as_its_url() -> None:
+    readme = (REPO / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(readme) if "scan to open" in line)
+    url = re.search(r"scan to open (\S+) on a phone", readme[start])
+    assert url is not None
+    drawn = []
+    for line in readme[start + 1 :]:
+        if line.startswith("  on this network") or line.startswith("```"):
+            break
+        drawn.append(line[2:])
+    assert read_code(modules(drawn), surround_dark=False) == [url.group(1)]
