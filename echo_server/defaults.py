@@ -126,7 +126,7 @@ CLUSTER_LOG_INTERVAL_S: Final = LOG_THROTTLE_S  # about bad data from Redis
 # name takes this long; stopping waits this long at most for the goodbye to go out.
 MDNS_NAME: Final = "echo-server"
 MDNS_MAX_NUMBER: Final = 20
-MDNS_QUERY_TIMEOUT_S: Final = 1.0
+MDNS_QUERY_TIMEOUT_S: Final = 2.0
 MDNS_STOP_TIMEOUT_S: Final = 3.0
 
 # /notify: this machine's fully qualified name is looked up off the loop, at start and then
