@@ -163,7 +163,8 @@ def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) 
 
     The value is checked as the command-line word would be (a bad one is a one-line usage
     error naming the variable); a flag takes 1/true/yes/on or 0/false/no/off; a repeatable
-    option takes several values separated by spaces. The command line still wins.
+    option takes several values separated by spaces; a flag that sets a constant (`--no-mdns`)
+    sets it when true. The command line still wins.
     """
     for action in parser._actions:
         longs = [flag for flag in action.option_strings if flag.startswith("--")]
@@ -180,11 +181,13 @@ def apply_environment(parser: argparse.ArgumentParser, environ: dict[str, str]) 
 
 
 def _environment_value(action: argparse.Action, text: str) -> object:
-    if isinstance(action, argparse._StoreTrueAction):
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreConstAction):
         word = text.strip().lower()
         if word not in TRUE_WORDS | FALSE_WORDS:
             raise argparse.ArgumentTypeError(f"not yes or no: {text!r}")
-        return word in TRUE_WORDS
+        if isinstance(action, argparse._StoreTrueAction):
+            return word in TRUE_WORDS
+        return action.const if word in TRUE_WORDS else action.default
     if isinstance(action, argparse._AppendAction | Repeatable):
         return [_convert(action, word) for word in text.split()]
     return _convert(action, text)

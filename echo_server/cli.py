@@ -1,7 +1,8 @@
-"""The command line: `echo-server ws | web | demo`, the same as `python -m echo_server`.
+"""The command line: `echo-server ws | web | demo | client | publish`, as `python -m echo_server`.
 
-This module turns arguments into settings, prints where to connect, and runs a server until
-SIGINT or SIGTERM. It holds no protocol logic. A bad option is one line on stderr and exit 2.
+This module turns arguments into settings, prints where to connect (with --lan, a QR code of the
+page's address on a terminal, and its mDNS name once announced), and runs a server until SIGINT
+or SIGTERM. It holds no protocol logic. A bad option is one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from echo_server import client, defaults, demo, netinfo
+from echo_server import client, defaults, demo, mdns, netinfo, publisher, qr
 from echo_server.addresses import url_host
 from echo_server.app.app import App
 from echo_server.arguments import (
@@ -57,6 +58,9 @@ class Option:
     metavar: str | None = None
     action: str | type[argparse.Action] | None = None
     choices: Sequence[str] | None = None
+    nargs: str | None = None
+    const: Any = None
+    dest: str | None = None
 
     def add_to(self, group: argparse._ActionsContainer) -> None:
         extra: dict[str, Any] = {
@@ -66,6 +70,9 @@ class Option:
                 ("metavar", self.metavar),
                 ("action", self.action),
                 ("choices", self.choices),
+                ("nargs", self.nargs),
+                ("const", self.const),
+                ("dest", self.dest),
             )
             if value is not None
         }
@@ -166,6 +173,14 @@ WS_OPTIONS = (
         "N",
     ),
     Option(
+        "--max-series",
+        "keep at most N series published to /publish, besides the demo; more is 409 "
+        f"(default {defaults.MAX_SERIES})",
+        positive_int,
+        defaults.MAX_SERIES,
+        "N",
+    ),
+    Option(
         "--allow-origin",
         "also accept browser pages from ORIGIN (repeatable; * accepts any, null a file)",
         default=[],
@@ -245,6 +260,24 @@ WEB_OPTIONS = (
     ),
 )
 
+# The page server's name on the LAN (`web`, and `demo`, which passes it on to its `web`).
+MDNS_OPTIONS = (
+    Option(
+        "--mdns",
+        "announce the page as NAME.local (on by default with --lan; "
+        f"NAME defaults to {defaults.MDNS_NAME}; a taken name gets a number)",
+        mdns.mdns_name,
+        None,
+        "NAME",
+        nargs="?",
+        const=defaults.MDNS_NAME,
+    ),
+    # False, not "": argparse would run a text default through the check of --mdns.
+    Option(
+        "--no-mdns", "do not announce a .local name", dest="mdns", const=False, action="store_const"
+    ),
+)
+
 ENVIRONMENT_EPILOG = (
     "Every option can also be set in the environment, as ECHO_SERVER_<OPTION> "
     "(ECHO_SERVER_MAX_CONNECTIONS=500, ECHO_SERVER_LAN=1); the command line wins."
@@ -273,15 +306,24 @@ def build_parser(environ: dict[str, str] | None = None) -> OneLineParser:
     workers.add_control_option(web)  # given by `demo`; run_web: workers.follow_parent(...)
     add_options(web, [ws_port_option("the WebSocket port the page connects to")])
     web.add_argument("--root", type=existing_dir, default=DEFAULT_ROOT, help="folder to serve")
+    add_options(web, MDNS_OPTIONS, "a .local name on the LAN")
     add_options(web, WEB_OPTIONS, "page server limits and timeouts")
 
     demo = commands.add_parser("demo", help="run both servers", epilog=ENVIRONMENT_EPILOG)
     add_options(demo, bind_options(defaults.WEB_PORT, "page"))
     add_options(demo, [ws_port_option("WebSocket port")])
+    add_options(demo, MDNS_OPTIONS, "a .local name on the LAN")
     add_options(demo, WS_OPTIONS, "WebSocket limits and timeouts")
 
     client.add_arguments(
         commands.add_parser("client", help="a terminal WebSocket client, like wscat")
+    )
+    publisher.add_arguments(
+        commands.add_parser(
+            "publish",
+            help="put a number on every page's Live tab: publish URL SERIES VALUE",
+            description="POST a point to URL/publish/SERIES (URL: the WebSocket server).",
+        )
     )
     for command in (ws, web, demo):
         apply_environment(command, dict(os.environ if environ is None else environ))
@@ -300,6 +342,7 @@ def ws_settings(args: argparse.Namespace) -> Settings:
         max_message_bytes=args.max_message_size,
         write_limit_bytes=args.write_limit,
         rate_limit_per_s=args.rate_limit,
+        max_series=args.max_series,
         allowed_origins=frozenset(origin.rstrip("/").lower() for origin in args.allow_origin),
         subprotocols=tuple(args.subprotocol),
         compression=args.compression,
@@ -328,6 +371,51 @@ def announce(what: str, scheme: str, host: str, port: int, lan: bool, *, note: s
         urls = [f"{scheme}://{url_host(a)}:{port}/" for a in netinfo.lan_addresses()]
         print("  open from other machines: " + ("  ".join(urls) or "(no LAN address found)"))
         print("  anyone on this network can connect; see README, Security", flush=True)
+
+
+def print_qr(url: str | None) -> None:
+    """The page's LAN address as a QR code, for a phone: on a terminal only (in a log or a
+    journal the drawing would be noise)."""
+    if url is None or not sys.stdout.isatty():
+        return
+    print(f"  scan to open {url} on a phone:")
+    for line in qr.terminal_lines(url):
+        print("  " + line)
+    sys.stdout.flush()
+
+
+def mdns_wanted(args: argparse.Namespace) -> str | None:
+    """The name to announce: --mdns NAME, or the default with --lan; None for none."""
+    if args.mdns is False or not args.lan:
+        return None
+    return str(args.mdns or defaults.MDNS_NAME)
+
+
+def start_announcer(
+    args: argparse.Namespace, loop: Loop, server: PageServer
+) -> mdns.Announcer | None:
+    name = mdns_wanted(args)
+    if name is None:
+        return None
+
+    def announced(taken: str) -> None:
+        server.mdns_url = f"http://{taken}.local:{server.port}/"
+        print(f"  on this network also as {server.mdns_url} (mDNS)", flush=True)
+
+    def failed(reason: str) -> None:
+        print(f"  no .local name (mDNS): {reason}", flush=True)
+
+    announcer = mdns.Announcer(
+        loop,
+        name,
+        port=server.port,
+        ws_port=args.ws_port,
+        addresses=netinfo.lan_addresses(),
+        on_announced=announced,
+        on_failed=failed,
+    )
+    announcer.start()
+    return announcer
 
 
 def run_ws(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -378,20 +466,34 @@ def run_web(args: argparse.Namespace) -> int:
             ws_port=args.ws_port,
             loop=loop,
             limits=limits,
+            lan=args.lan,
         )
     except BaseException:
         loop.close()
         raise
+    server.qr_svg()  # made now, before the loop runs, rather than at the first request
     workers.follow_parent(loop, args.control_fd, server.shutdown)  # under `demo`
-    return server.serve_until_signalled(
-        on_ready=lambda: announce("page server", "http", bind_host(args), server.port, args.lan)
-    )
+    announcer: mdns.Announcer | None = None
+
+    def ready() -> None:
+        nonlocal announcer
+        announce("page server", "http", bind_host(args), server.port, args.lan)
+        print_qr(server.lan_url())
+        announcer = start_announcer(args, loop, server)
+
+    try:
+        return server.serve_until_signalled(on_ready=ready)
+    finally:
+        if announcer is not None:
+            announcer.close()  # the loop is done: the goodbye may take its few hundred ms
 
 
 def run_demo(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run `ws` and `web` as two child processes, started and stopped together (see demo.py)."""
     ws_argv = ["ws", "--port", str(args.ws_port), *ws_passthrough(argv)]
     web_argv = ["web", "--port", str(args.port), "--ws-port", str(args.ws_port)]
+    if args.mdns is not None:  # as given (the default is the web child's own: on with --lan)
+        web_argv += ["--no-mdns"] if args.mdns is False else ["--mdns", args.mdns]
     shared = ["--log-level", args.log_level]
     shared += ["--lan"] if args.lan else []
     shared += ["--host", args.host] if args.host else []
@@ -431,6 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--worker-index is for the --workers supervisor only")
     if args.command == "demo" and args.ws_port == 0:
         parser.error("demo needs a fixed --ws-port to tell the page (0 is not one)")
+    if args.command in ("web", "demo") and args.mdns and not args.lan:
+        parser.error("--mdns announces the page to the LAN: add --lan")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(message)s",
@@ -441,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "web": lambda: run_web(args),
         "demo": lambda: run_demo(args, argv),
         "client": lambda: client.run(args),
+        "publish": lambda: publisher.run(args),
     }
     try:
         return commands[args.command]()

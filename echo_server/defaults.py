@@ -61,6 +61,15 @@ RATE_LIMIT_PER_S: Final = 100.0
 RATE_LIMIT_BURST_S: Final = 2.0
 TICK_INTERVAL_S: Final = 1.0
 STREAM_MAX_GAP_S: Final = 1.0  # /stream: the value changes at random gaps of 0 to this
+# Series (/publish, /stream): the points kept per series, for a page that connects later; the
+# series one server keeps besides the built-in demo (--max-series); and the longest message of
+# one point (ours are under 150 bytes; a longer one from Redis is not ours).
+SERIES_HISTORY_POINTS: Final = 600
+MAX_SERIES: Final = 64
+SERIES_MAX_MESSAGE_BYTES: Final = 512
+
+# Health and metrics: how often a loop timer measures how late the loop runs its timers.
+LOOP_LAG_PROBE_S: Final = 0.5
 
 # Fault knobs of the echo routes (`?delay=...`, see app/faults.py): each bounded, so that no
 # knob lets one client use unbounded memory or CPU.
@@ -143,6 +152,14 @@ CLUSTER_MAX_STATS_ENTRY_BYTES: Final = 512  # ours are under 200 bytes of JSON
 CLUSTER_MAX_FOLLOWED_BYTES: Final = 256  # a tick or stream message; ours are under 60 bytes
 CLUSTER_MAX_NUMBER: Final = 2**53  # counters, ticks, values: exact as JSON numbers everywhere
 CLUSTER_LOG_INTERVAL_S: Final = LOG_THROTTLE_S  # about bad data from Redis
+
+# mDNS (--mdns, the page server): the name announced by default (NAME.local), and how many
+# numbered names (NAME-2, NAME-3, ...) are tried when it is taken. Looking for an answer to a
+# name takes this long; stopping waits this long at most for the goodbye to go out.
+MDNS_NAME: Final = "echo-server"
+MDNS_MAX_NUMBER: Final = 20
+MDNS_QUERY_TIMEOUT_S: Final = 2.0
+MDNS_STOP_TIMEOUT_S: Final = 3.0
 
 # /notify: this machine's fully qualified name is looked up off the loop, at start and then
 # this often (a DHCP lease may rename it).

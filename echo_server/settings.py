@@ -21,6 +21,7 @@ class Settings:
     max_request_head_bytes: int = defaults.MAX_REQUEST_HEAD_BYTES
     max_header_lines: int = defaults.MAX_HEADER_LINES
     rate_limit_per_s: float = defaults.RATE_LIMIT_PER_S  # /chat, per client; 0: no limit
+    max_series: int = defaults.MAX_SERIES  # /publish: series kept besides the demo
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     # --subprotocol: the names this server speaks, "*" for any (see protocol/handshake.py).
     subprotocols: tuple[str, ...] = ()

@@ -1,10 +1,13 @@
-"""The page server: serves the browser test page (the folder www/) and /config.json over HTTP.
+"""The page server: serves the browser test page (the folder www/), /config.json and /qr.svg.
 
 It serves one folder and nothing outside it: no directory listings, no dotfiles, no symlinks that
 lead out, no redirects (so no open redirect), no error page that echoes the request, no Python
 version in the `Server` header. `/config.json` is generated (`page_config`), so the page learns
 the WebSocket server's port, its routes and the names of its close codes instead of declaring its
-own copies.
+own copies; with --lan it also says the page's address on the LAN (and its mDNS name once
+announced), and `/qr.svg` is a QR code of that address for a phone to scan. The address is read
+from this machine's interfaces at each request (a DHCP lease may change it); the browser's own
+address cannot serve, since the page may have been opened as 127.0.0.1.
 
 It runs on the project's single-threaded loop (`loop.Loop`), like the WebSocket server:
 non-blocking sockets, no threads, every deadline a loop timer. Request heads are parsed by the
@@ -66,8 +69,8 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from echo_server import defaults
-from echo_server.addresses import canonical_address
+from echo_server import defaults, netinfo, qr
+from echo_server.addresses import canonical_address, url_host
 from echo_server.app.echo import Echo, Inspect
 from echo_server.app.routes import ROUTES, Chat, StatsFeed, Stream, Tick
 from echo_server.core.connection import Connection
@@ -92,6 +95,7 @@ REFUSAL_LOG_INTERVAL_S = 1.0
 ALLOWED_METHODS = "GET, HEAD"
 INDEX_NAME = "index.html"
 CONFIG_NAME = "config.json"
+QR_NAME = "qr.svg"
 
 TEXT_UTF8 = "; charset=utf-8"
 CONTENT_TYPES: Final[Mapping[str, str]] = {
@@ -156,12 +160,16 @@ def close_code_text(code: CloseCode) -> str:
     return " ".join(word if word in CLOSE_NAME_ACRONYMS else word.capitalize() for word in words)
 
 
-def page_config(ws_port: int) -> dict[str, object]:
+def page_config(
+    ws_port: int, lan_url: str | None = None, mdns_url: str | None = None
+) -> dict[str, object]:
     """What /config.json tells the page, so that it declares none of it again.
 
     `ws_port`: where the WebSocket server listens. `routes`: every WebSocket path and what it
     is, from the route table. `tabs`: the path each of the page's tabs connects to (the first
     path of its route). `close_codes`: each close code, as text ("1008"), and its name.
+    `lan_url`: the page's address for other machines (with --lan; /qr.svg shows it), and
+    `mdns_url` its .local name, once announced; null when there is none.
     """
     routes: dict[str, str] = {}
     tabs: dict[str, str] = {}
@@ -171,7 +179,14 @@ def page_config(ws_port: int) -> dict[str, object]:
         if tab:
             tabs.setdefault(tab, path)
     close_codes = {str(code.value): close_code_text(code) for code in CloseCode}
-    return {"ws_port": ws_port, "routes": routes, "tabs": tabs, "close_codes": close_codes}
+    return {
+        "ws_port": ws_port,
+        "routes": routes,
+        "tabs": tabs,
+        "close_codes": close_codes,
+        "lan_url": lan_url,
+        "mdns_url": mdns_url,
+    }
 
 
 class RequestError(Exception):
@@ -184,10 +199,11 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class Site:
-    """What one page server serves: the real path of its folder and the generated config."""
+    """What one page server serves: the real path of its folder, and what /config.json says."""
 
     root: Path
-    config_body: bytes
+    ws_port: int
+    lan: bool  # listening for the LAN (--lan): /config.json and /qr.svg give its address
 
 
 @dataclass(frozen=True)
@@ -232,15 +248,15 @@ class PageServer:
         ws_port: int,
         loop: Loop,
         limits: Limits | None = None,
+        lan: bool = False,
     ) -> None:
         self.loop = loop
         self.limits = limits or Limits()
-        self.site = Site(
-            root=root.resolve(strict=True),
-            config_body=json.dumps(page_config(ws_port)).encode("ascii"),
-        )
+        self.site = Site(root=root.resolve(strict=True), ws_port=ws_port, lan=lan)
         self.listener = make_listener(host, port)
         self.port: int = self.listener.getsockname()[1]
+        self.mdns_url: str | None = None  # set once the mDNS name is announced (mdns.py)
+        self._qr: tuple[str, bytes] | None = None  # the last /qr.svg made, and its URL
         self.stopping = False
         self._connections: set[PageConnection] = set()
         self._per_address: dict[str, int] = {}
@@ -253,6 +269,29 @@ class PageServer:
         self._out_of_descriptors = False  # logged once until an accept succeeds again
         self._refusals_not_logged = 0
         self.loop.set_interest(self.listener, EVENT_READ, self._on_accept)
+
+    # What the page is told.
+
+    def lan_url(self) -> str | None:
+        """The page's address for other machines: its first LAN address (IPv4 first, which
+        every phone can reach), read now; None without --lan or without a LAN address."""
+        if not self.site.lan:
+            return None
+        addresses = netinfo.lan_addresses()
+        return f"http://{url_host(addresses[0])}:{self.port}/" if addresses else None
+
+    def config_body(self) -> bytes:
+        config = page_config(self.site.ws_port, self.lan_url(), self.mdns_url)
+        return json.dumps(config).encode("ascii")
+
+    def qr_svg(self) -> bytes | None:
+        """/qr.svg: the QR code of `lan_url()`, made once per address; None without one."""
+        url = self.lan_url()
+        if url is None:
+            return None
+        if self._qr is None or self._qr[0] != url:
+            self._qr = (url, qr.svg(url))
+        return self._qr[1]
 
     # Accepting.
 
@@ -655,7 +694,17 @@ class PageConnection:
             self._respond(
                 HTTPStatus.OK,
                 [("Content-Type", CONTENT_TYPES[".json"]), ("Cache-Control", "no-store")],
-                self.server.site.config_body,
+                self.server.config_body(),
+            )
+            return
+        if segments == [QR_NAME] and not trailing_slash:
+            image = self.server.qr_svg()
+            if image is None:
+                raise RequestError(HTTPStatus.NOT_FOUND)  # not on the LAN: nothing to scan
+            self._respond(
+                HTTPStatus.OK,
+                [("Content-Type", CONTENT_TYPES[".svg"]), ("Cache-Control", "no-store")],
+                image,
             )
             return
         path = find_file(self.server.site.root, segments, trailing_slash)

@@ -102,11 +102,11 @@ def test_the_ticker_publishes_one_tick_per_interval_while_it_produces() -> None:
 
 def test_the_random_walk_grows_by_1_to_10_at_each_step() -> None:
     loop = Loop()
-    values: list[int] = []
+    values: list[float] = []
     try:
         RandomWalk(
             loop,
-            lambda channel, message: values.append(json.loads(message)["variable"]),
+            lambda point: values.append(point.value),
             lambda: True,
             max_gap_s=0.005,
         )

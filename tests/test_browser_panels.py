@@ -58,7 +58,7 @@ PANEL_HEADS = {
     "echo": ("", "Echo"),
     "chat": ("chat-", "Chat"),
     "tick": ("tick-", "Tick: one clock for everyone"),
-    "live": ("live-", "Live: a value over the last minute"),
+    "live": ("live-", "Live: numbers over the last ten minutes"),
     "stats": ("stats-", "Server statistics"),
 }
 
@@ -253,11 +253,13 @@ def test_every_panel_head_is_stamped_from_the_one_template(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
     html = (WWW / "index.html").read_text()
-    assert html.count("<template") == 1
+    assert html.count('<template id="panel-head"') == 1
     assert html.count('class="panel-head"') == 1
     assert html.count('data-role="connect"') == 1
     open_page(page, shared_web_server)
-    assert page.locator("template").count() == 1
+    # The other template is the Live tab's card of a series.
+    assert page.locator("template").count() == 2
+    assert page.locator('template[data-role="series-template"]').count() == 1
     assert page.locator("slot").count() == 0
     assert page.locator(".panel-head").count() == len(PANEL_HEADS)
     for name, (prefix, title) in PANEL_HEADS.items():
@@ -439,34 +441,40 @@ COUNT_LINE_PIXELS = """
 """
 
 
-def line_pixels(page: Page) -> int:
-    count: int = page.evaluate(COUNT_LINE_PIXELS, ["#live-chart", COLOUR_TOLERANCE])
+DEMO_CARD = '[data-series="demo"]'
+
+
+def line_pixels(page: Page, card: str = DEMO_CARD) -> int:
+    count: int = page.evaluate(COUNT_LINE_PIXELS, [f"{card} canvas", COLOUR_TOLERANCE])
     return count
 
 
-def live_points(page: Page) -> list[dict[str, float]]:
-    points: list[dict[str, float]] = page.evaluate("window.echoPage.panels.live.points")
+def live_points(page: Page, series: str = "demo") -> list[dict[str, float]]:
+    points: list[dict[str, float]] = page.evaluate(
+        "(name) => window.echoPage.panels.live.series[name]?.points ?? []", series
+    )
     return points
 
 
-def wait_for_points(page: Page, at_least: int) -> None:
+def wait_for_points(page: Page, at_least: int, series: str = "demo") -> None:
     page.wait_for_function(
-        "(count) => window.echoPage.panels.live.points.length >= count",
-        arg=at_least,
+        "([name, count]) => "
+        "(window.echoPage.panels.live.series[name]?.points.length ?? 0) >= count",
+        arg=[series, at_least],
         timeout=WAIT_MS,
     )
 
 
-def test_the_live_chart_has_no_line_before_connect(
+def test_the_live_tab_has_no_chart_before_connect(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
     open_page(page, shared_web_server, "#live")
-    page.evaluate("() => new Promise((resolve) => requestAnimationFrame(() => resolve()))")
     assert live_points(page) == []
-    assert line_pixels(page) == 0
+    expect(page.locator(".series-card")).to_have_count(0)
+    expect(page.locator("#live-summary")).to_have_text("No series yet. Press Connect.")
 
 
-def test_the_live_chart_draws_the_stream_as_it_arrives(
+def test_the_live_chart_draws_the_demo_series_as_it_arrives(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
     open_page(page, shared_web_server, "#live")
@@ -474,16 +482,18 @@ def test_the_live_chart_draws_the_stream_as_it_arrives(
     wait_for_points(page, 3)
     points = live_points(page)
     values = [point["v"] for point in points]
-    assert values == sorted(values), "the /stream value only grows"
+    assert values == sorted(values), "the demo value only grows"
     times = [point["t"] for point in points]
     assert times == sorted(times), "points are kept oldest first"
-    assert number_in(page, "#live-value") >= values[-1]
+    assert number_in(page, f'{DEMO_CARD} [data-role="value"]') >= values[-1]
     page.wait_for_function(
         f"(args) => ({COUNT_LINE_PIXELS})(args) >= {MIN_LINE_PIXELS}",
-        arg=["#live-chart", COLOUR_TOLERANCE],
+        arg=[f"{DEMO_CARD} canvas", COLOUR_TOLERANCE],
         timeout=WAIT_MS,
     )
-    expect(page.locator("#live-summary")).to_have_text(re.compile(r"values? in the last minute"))
+    expect(page.locator(f'{DEMO_CARD} [data-role="summary"]')).to_have_text(
+        re.compile(r"values? in the last ten minutes")
+    )
     # A few more steps, for a picture worth looking at.
     wait_for_points(page, 8)
     page.screenshot(path=ARTIFACTS / "live.png", full_page=True)
@@ -501,7 +511,7 @@ def test_the_live_chart_is_sized_in_device_pixels(
         wait_for_points(dense, 2)
         size = dense.wait_for_function(
             """() => {
-              const canvas = document.querySelector("#live-chart");
+              const canvas = document.querySelector('[data-series="demo"] canvas');
               return canvas.width === Math.round(canvas.clientWidth * 2) &&
                 canvas.height === Math.round(canvas.clientHeight * 2) &&
                 [canvas.width, canvas.clientWidth];
@@ -513,7 +523,7 @@ def test_the_live_chart_is_sized_in_device_pixels(
         context.close()
 
 
-def test_a_new_live_connection_starts_a_new_line(
+def test_a_new_live_connection_starts_again_from_the_servers_history(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
     open_page(page, shared_web_server, "#live")
@@ -524,8 +534,15 @@ def test_a_new_live_connection_starts_a_new_line(
     last_before = live_points(page)[-1]["t"]
     page.click("#live-connect")
     expect(page.locator("#live-status")).to_have_text("connected", timeout=WAIT_MS)
+    # The greeting is the whole history, the time before the disconnect included, and then
+    # the points made while this page was away.
     wait_for_points(page, 1)
-    assert live_points(page)[0]["t"] > last_before
+    assert live_points(page)[0]["t"] <= last_before
+    page.wait_for_function(
+        "(last) => window.echoPage.panels.live.series.demo.points.at(-1).t > last",
+        arg=last_before,
+        timeout=WAIT_MS,
+    )
 
 
 # Stats.

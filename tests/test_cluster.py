@@ -26,7 +26,8 @@ from support import ServerProcess, run_cli, wait_until
 from websockets.sync.client import ClientConnection, connect
 
 from echo_server import defaults
-from echo_server.app.broadcast import CHAT, TICK
+from echo_server.app.broadcast import CHAT, SERIES, TICK
+from echo_server.app.series import load_json
 from echo_server.cli import ws_passthrough
 from echo_server.cluster.node import (
     CHANNELS,
@@ -36,7 +37,6 @@ from echo_server.cluster.node import (
     NodeStats,
     decode_payload,
     followed_number,
-    load_json,
     node_key,
     parse_stats_entry,
     sum_fresh,
@@ -735,3 +735,71 @@ def test_a_follower_sent_a_4300_digit_tick_goes_on_sanely_when_it_comes_to_lead(
     assert_consecutive(before + after)
     follower.wait_for_output("leads: it makes the tick and the stream")
     assert follower.proc.poll() is None
+
+
+# Published series, through Redis: every node delivers and keeps every point.
+
+
+def publish_point(server: ServerProcess, series: str, value: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT_S)
+    try:
+        connection.request("POST", f"/publish/{series}", body=value.encode())
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+    finally:
+        connection.close()
+
+
+def test_a_point_published_on_one_server_reaches_and_stays_on_every_server(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    a, b = node(start_server, redis), node(start_server, redis)
+    with client(b, "/stream?series=temp") as on_b:
+        assert json.loads(on_b.recv(TIMEOUT_S))["history"] == []
+        publish_point(a, "temp", '{"value": 21.5, "unit": "°C"}')
+        point = json.loads(on_b.recv(TIMEOUT_S))
+    assert (point["series"], point["value"], point["unit"]) == ("temp", 21.5, "°C")
+    # A page that connects to either server later is greeted with the same history.
+    for server in (a, b):
+        with client(server, "/stream?series=temp") as late:
+            history = json.loads(late.recv(TIMEOUT_S))
+        assert [value for _, value in history["history"]] == [21.5]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b't{"series":"a b","time":1,"value":1}',
+        b't{"series":"x","time":1,"value":NaN}',
+        b't{"series":"x","time":1,"value":"1"}',
+        b't{"series":"demo","time":1,"value":1}',
+        b't{"series":"x","time":1,"value":1,"unit":"' + b"u" * 40 + b'"}',
+        b"b" + b'{"series":"x","time":1,"value":1}',
+    ],
+    ids=["bad-name", "nan", "text-value", "demo-on-series", "long-unit", "binary"],
+)
+def test_a_point_not_of_our_shape_from_redis_is_not_delivered_or_kept(
+    start_server: StartServer, redis: RedisServer, payload: bytes
+) -> None:
+    a = node(start_server, redis)
+    with client(a, "/stream?series=x") as watcher:
+        assert json.loads(watcher.recv(TIMEOUT_S))["history"] == []
+        redis.command("PUBLISH", CHANNELS[SERIES], payload)
+        redis.command("PUBLISH", CHANNELS[SERIES], b't{"series":"x","time":1,"value":2}')
+        assert json.loads(watcher.recv(TIMEOUT_S))["value"] == 2  # only the good one
+    assert http_get(a, "/stats")["series"] == 2  # the demo and x
+
+
+def test_metrics_say_redis_is_up_and_whether_this_node_leads(
+    start_server: StartServer, redis: RedisServer
+) -> None:
+    a = node(start_server, redis)
+    the_leader([a])
+    connection = http.client.HTTPConnection("127.0.0.1", a.port, timeout=TIMEOUT_S)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    assert "echo_server_redis_up 1.0" in text
+    assert "echo_server_cluster_leader 1.0" in text

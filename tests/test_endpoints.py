@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import StartServer
+from netns import namespace_beside_this_one
 from support import ServerProcess, http_exchange, status_of
 from websockets.sync.client import ClientConnection, connect
 
@@ -708,61 +709,10 @@ print(json.dumps({
 """
 
 
-def ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ip", *args], capture_output=True, text=True, timeout=TIMEOUT_S, check=False
-    )
-
-
-def free_test_net_2_pair() -> tuple[str, str]:
-    """Two addresses of a /30 in 198.51.100.0/24 that no interface here uses yet.
-
-    The start depends on the PID, so that two test runs on one machine pick different links.
-    """
-    in_use = ip("-o", "-4", "addr", "show").stdout
-    for offset in range(63):
-        base = 4 * (1 + (os.getpid() + offset) % 63)
-        pair = (f"198.51.100.{base + 1}", f"198.51.100.{base + 2}")
-        if f" {pair[0]}/" not in in_use and f" {pair[1]}/" not in in_use:
-            return pair
-    raise AssertionError("no free /30 left in 198.51.100.0/24")
-
-
-def set_up_namespace(name: str, outside: str, inside: str, addresses: tuple[str, str]) -> None:
-    steps: Sequence[Sequence[str]] = [
-        ("link", "add", outside, "type", "veth", "peer", "name", inside),
-        ("link", "set", inside, "netns", name),
-        ("addr", "add", f"{addresses[0]}/30", "dev", outside),
-        ("link", "set", outside, "up"),
-        ("netns", "exec", name, "ip", "addr", "add", f"{addresses[1]}/30", "dev", inside),
-        ("netns", "exec", name, "ip", "link", "set", inside, "up"),
-    ]
-    for step in steps:
-        done = ip(*step)
-        assert done.returncode == 0, f"ip {' '.join(step)}: {done.stderr.strip()}"
-
-
 @pytest.fixture
 def namespace_host() -> Iterator[NamespaceHost]:
-    pid = os.getpid()
-    name = f"echo-test-{pid}"
-    outside, inside = f"evh{pid}"[:15], f"evn{pid}"[:15]  # interface names: at most 15 bytes
-    created = ip("netns", "add", name)
-    if created.returncode != 0:
-        reason = f"cannot create a network namespace (ip netns add): {created.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must run these tests as root or with CAP_NET_ADMIN")
-        pytest.skip(reason)
-    try:
-        addresses = free_test_net_2_pair()
-        set_up_namespace(name, outside, inside, addresses)
-        yield NamespaceHost(name, *addresses)
-    finally:
-        # Deleting the namespace destroys its end of the pair, and with it ours; the explicit
-        # delete covers a pair whose end never made it into the namespace.
-        ip("netns", "delete", name)
-        ip("link", "delete", outside)
-        assert name not in ip("netns", "list").stdout.split(), f"namespace {name} left behind"
+    with namespace_beside_this_one("test") as (name, here, there):
+        yield NamespaceHost(name, here, there)
 
 
 def start_on(start_server: StartServer, host: NamespaceHost, *options: str) -> ServerProcess:
@@ -822,3 +772,51 @@ def test_a_plain_request_from_another_host_still_gets_426(
     server = start_on(start_server, namespace_host)
     reply = namespace_host.request(server.port, "GET", "/", b"", {})
     assert reply.status == 426
+
+
+# Who may publish: the same rule, and `echo-server publish` from the other host with the token.
+
+
+def publish_from(
+    host: NamespaceHost, port: int, token: str | None
+) -> subprocess.CompletedProcess[str]:
+    """`echo-server publish` run on the other host, with the token (if any) in its environment."""
+    env = {k: v for k, v in os.environ.items() if k != "ECHO_SERVER_NOTIFY_TOKEN"}
+    if token is not None:
+        env["ECHO_SERVER_NOTIFY_TOKEN"] = token
+    argv = [
+        *("ip", "netns", "exec", host.name, sys.executable, "-m", "echo_server", "publish"),
+        *(f"http://{host.server_address}:{port}", "lan", "21.5", "--timeout", str(TIMEOUT_S)),
+    ]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=TIMEOUT_S + 10, check=False, env=env
+    )
+
+
+@contextlib.contextmanager
+def lan_series_client(server: ServerProcess) -> Iterator[ClientConnection]:
+    with connect(server.url("/stream?series=lan"), open_timeout=TIMEOUT_S, proxy=None) as ws:
+        assert json.loads(ws.recv(TIMEOUT_S))["history"] == []
+        yield ws
+
+
+def test_publish_from_another_host_without_the_token_is_refused_with_403(
+    start_server: StartServer, namespace_host: NamespaceHost
+) -> None:
+    server = start_on(start_server, namespace_host, "--notify-token", TOKEN)
+    with lan_series_client(server) as ws:
+        done = publish_from(namespace_host, server.port, None)
+        assert done.returncode == 1
+        assert "403 Forbidden" in done.stderr
+        with pytest.raises(TimeoutError):
+            ws.recv(0.5)  # nothing was published
+
+
+def test_publish_from_another_host_with_the_token_in_the_environment_is_delivered(
+    start_server: StartServer, namespace_host: NamespaceHost
+) -> None:
+    server = start_on(start_server, namespace_host, "--notify-token", TOKEN)
+    with lan_series_client(server) as ws:
+        done = publish_from(namespace_host, server.port, TOKEN)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(ws.recv(TIMEOUT_S))["value"] == 21.5

@@ -26,7 +26,14 @@ from websockets.sync.client import connect
 BUILD_TIMEOUT_S = 180.0
 TIMEOUT_S = 10.0
 START_TIMEOUT_S = 20.0
-RUNTIME_DEPENDENCIES = {"simple-websocket-server", "websockets", "hiredis"}
+RUNTIME_DEPENDENCIES = {
+    "simple-websocket-server",
+    "websockets",
+    "hiredis",
+    "prometheus-client",
+    "segno",
+    "zeroconf",
+}
 
 
 @pytest.fixture(scope="module")

@@ -240,15 +240,37 @@ def test_tick_ignores_what_a_client_sends(ws_server: ServerProcess) -> None:
 # /stream
 
 
-def test_stream_messages_are_json_with_a_variable_and_a_unix_time(
+def history_then_points(ws: ClientConnection) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A new /stream client's greeting (the demo's history) and the next two points."""
+    return recv_json(ws), [recv_json(ws) for _ in range(2)]
+
+
+def test_a_new_stream_client_is_greeted_with_the_demo_series_history(
     ws_server: ServerProcess,
 ) -> None:
     with client(ws_server, "/stream") as ws:
-        messages = [recv_json(ws) for _ in range(3)]
-    for message in messages:
-        assert set(message) == {"variable", "time"}
-        assert isinstance(message["variable"], int)
-        assert abs(message["time"] - time.time()) < 60
+        greeting = recv_json(ws)
+    assert set(greeting) == {"series", "unit", "history"}
+    assert greeting["series"] == "demo"
+    assert greeting["unit"] == ""
+    assert greeting["history"][0][1] == 0  # the demo starts at 0, when the server starts
+    for when, value in greeting["history"]:
+        assert isinstance(value, int)
+        assert abs(when - time.time()) < 60
+
+
+def test_stream_points_are_json_with_the_series_a_value_and_a_unix_time(
+    ws_server: ServerProcess,
+) -> None:
+    with client(ws_server, "/stream") as ws:
+        _, points = history_then_points(ws)
+    for point in points:
+        # "variable" is the value too, as /stream sent before there were series.
+        assert set(point) == {"series", "time", "value", "variable"}
+        assert point["series"] == "demo"
+        assert isinstance(point["value"], int)
+        assert point["variable"] == point["value"]
+        assert abs(point["time"] - time.time()) < 60
 
 
 def test_the_stream_value_grows_by_1_to_10_at_gaps_under_a_second(
@@ -256,10 +278,11 @@ def test_the_stream_value_grows_by_1_to_10_at_gaps_under_a_second(
 ) -> None:
     count = 8
     with client(ws_server, "/stream") as ws:
-        # The greeting is the current value, so the first change is an increment from it too.
+        # The greeting ends with the current value, so the first change is an increment from it.
+        last_known = recv_json(ws)["history"][-1][1]
         arrivals = [recv_timed(ws) for _ in range(count)]
 
-    values = [message["variable"] for _, message in arrivals]
+    values = [last_known] + [message["value"] for _, message in arrivals]
     increments = [later - earlier for earlier, later in itertools.pairwise(values)]
     assert all(1 <= step <= 10 for step in increments), increments
     gaps_s = [later[0] - earlier[0] for earlier, later in itertools.pairwise(arrivals)]
@@ -268,17 +291,17 @@ def test_the_stream_value_grows_by_1_to_10_at_gaps_under_a_second(
 
 def test_two_stream_clients_see_one_shared_value(ws_server: ServerProcess) -> None:
     with client(ws_server, "/stream") as first, client(ws_server, "/stream") as second:
-        greeting = recv_json(first)
-        values_first = [greeting["variable"]]
-        values_second = [recv_json(second)["variable"] for _ in range(4)]
+        values_first = [value for _, value in recv_json(first)["history"]]
+        values_second = [recv_json(second)["history"][-1][1]]
+        values_second += [recv_json(second)["value"] for _ in range(3)]
         # Read the first client up to the last value the second one saw, bounded by count.
         for _ in range(40):
             if values_first[-1] >= values_second[-1]:
                 break
-            values_first.append(recv_json(first)["variable"])
+            values_first.append(recv_json(first)["value"])
 
-    # The second client's greeting is a value the first had already seen (it connected later),
-    # and from there both saw the same changes.
+    # The second client's greeting ends with a value the first had already seen (it connected
+    # later), and from there both saw the same changes.
     assert values_second[0] in values_first
     start = values_first.index(values_second[0])
     assert values_first[start : start + len(values_second)] == values_second

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 from inprocess import Harness, client_frame, next_frames, raw_exchange, turns
+from support import upgrade_request
 
 from echo_server.core.connection import Connection
 from echo_server.core.server import Server, ServerPhase
@@ -85,8 +86,26 @@ def test_shutdown_closes_every_client_with_1001_then_stops_the_loop(inproc: Harn
         client.send(client_frame(Opcode.CLOSE, frame[1][:2]))
         client.sock.shutdown(socket.SHUT_WR)  # the closing handshake done: our end of TCP too
     turns(server, lambda: not server.connections, what="every client gone")
+
+
+def test_while_stopping_a_new_websocket_client_is_refused_with_503(inproc: Harness) -> None:
+    server = inproc.core_server({"/": Echo})
+    inproc.connect(server)  # it never answers the close frame: the stop lasts
+    server.shutdown()
+    answer = raw_exchange(server, upgrade_request(server.port))
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert b"shutting down" in answer
+    assert server.stats.handshakes_refused == {503: 1}
+
+
+def test_the_port_stays_open_while_stopping_and_closes_with_close(inproc: Harness) -> None:
+    server = inproc.core_server({"/": Echo})
+    inproc.connect(server)
+    server.shutdown()
     assert server.listener is not None
-    assert server.listener.fileno() < 0  # no new client while stopping
+    assert server.listener.fileno() >= 0
+    server.close()
+    assert server.listener.fileno() < 0
 
 
 def test_hooks_run_at_shutdown_and_at_close_once_each_and_a_failing_one_spares_the_others(

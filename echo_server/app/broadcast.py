@@ -16,8 +16,16 @@ from echo_server.protocol.frames import encode_message
 # The channels: /chat's messages (and /notify's), the tick, the stream, the statistics feed.
 CHAT = "chat"
 TICK = "tick"
-STREAM = "stream"
+STREAM = "stream"  # every point of every series (/stream); the demo's, through the cluster
 STATS_FEED = "stats"
+# Points published to the other series, through the cluster (--redis); locally each goes to
+# STREAM and to its own series' channel (/stream?series=NAME).
+SERIES = "series"
+
+
+def series_channel(name: str) -> str:
+    """The channel of one series' points (`/stream?series=NAME`)."""
+    return f"{STREAM}:{name}"
 
 
 class Hub:

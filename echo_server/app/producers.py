@@ -1,12 +1,13 @@
-"""What the push routes push: the tick and the stream, made by loop timers, never by threads.
+"""What the push routes push: the tick and the demo series, made by loop timers, never threads.
 
-`Ticker` counts seconds since the server started and publishes each one; `RandomWalk` is one
-shared value that grows by a random 1-10 at random moments 0-1 s apart. Each is given the loop
-to time itself with and a `publish(channel, message)` to send with; with `--redis` only the
-cluster's leader produces (`producing()` says whether this node does) and the others follow
-the numbers they receive (`follow`).
+`Ticker` counts seconds since the server started and publishes each one; `RandomWalk` is the
+series `demo`: one shared value that grows by a random 1-10 at random moments 0-1 s apart. Each
+is given the loop to time itself with and a function to publish with (a message on a channel, a
+series point); with `--redis` only the cluster's leader produces (`producing()` says whether
+this node does) and the others follow the numbers they receive (`follow`).
 
-Not here: who receives what is published (broadcast.py), the routes that subscribe (routes.py).
+Not here: who receives what is published (broadcast.py), the routes that subscribe (routes.py),
+the series store (series.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 from echo_server import defaults
-from echo_server.app.broadcast import STREAM, TICK
+from echo_server.app.broadcast import TICK
+from echo_server.app.series import DEMO, Point
 from echo_server.core.loop import Loop
 
 Publish = Callable[[str, str], object]
+PublishPoint = Callable[[Point], object]
 Producing = Callable[[], bool]
 
 
@@ -72,12 +75,12 @@ class Ticker:
 
 
 class RandomWalk:
-    """One shared value: at random intervals of 0-1 s it grows by a random integer of 1-10."""
+    """The demo series: at random intervals of 0-1 s it grows by a random integer of 1-10."""
 
     def __init__(
         self,
         loop: Loop,
-        publish: Publish,
+        publish: PublishPoint,
         producing: Producing,
         *,
         max_gap_s: float = defaults.STREAM_MAX_GAP_S,
@@ -91,8 +94,8 @@ class RandomWalk:
         self._rng = rng or random.Random()
         self._schedule()
 
-    def message(self) -> str:
-        return to_json({"variable": self.value, "time": unix_time_s()})
+    def point(self) -> Point:
+        return Point(DEMO, unix_time_s(), self.value)
 
     def follow(self, value: int) -> None:
         """The cluster's leader said this value: go on from it if this node comes to lead."""
@@ -105,4 +108,4 @@ class RandomWalk:
         self._schedule()  # first, so that a failure below cannot stop the stream
         if self._producing():
             self.value += self._rng.randint(1, 10)
-            self._publish(STREAM, self.message())
+            self._publish(self.point())

@@ -9,15 +9,19 @@ the server. Nothing here blocks.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any, ClassVar, Protocol
+from urllib.parse import parse_qs
 
 from echo_server import defaults
-from echo_server.app.broadcast import CHAT, STATS_FEED, STREAM, TICK, Hub
+from echo_server.app.broadcast import CHAT, STATS_FEED, STREAM, TICK, Hub, series_channel
 from echo_server.app.echo import Echo, Inspect
 from echo_server.app.producers import to_json
 from echo_server.app.ratelimit import TokenBucket
-from echo_server.core.connection import Connection, ConnectionFactory
+from echo_server.app.series import NAME_RULE, Series, SeriesStore, valid_name
+from echo_server.core.connection import Connection, ConnectionFactory, Host
 from echo_server.protocol.frames import CloseCode
+from echo_server.protocol.http import HttpError, Request
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +30,10 @@ class RouteHost(Protocol):
     """What the routes need of the application."""
 
     hub: Hub
+    series: SeriesStore
 
     def publish(self, channel: str, data: str | bytes) -> int: ...
     def tick_message(self) -> str: ...
-    def stream_message(self) -> str: ...
     def statistics(self) -> dict[str, Any]: ...
 
 
@@ -92,12 +96,32 @@ class Tick(Subscriber):
 
 
 class Stream(Subscriber):
-    """A shared value that grows by 1-10 at random moments, 0-1 s apart."""
+    """The points of every series (the demo's, and what is published), each history first.
+
+    `/stream?series=NAME` is one series only. A query naming no valid series is refused before
+    the upgrade, with 400 (an HttpError raised here, while the request is still an upgrade).
+    """
 
     channel = STREAM
 
+    def __init__(self, server: Host, sock: socket.socket, address: Any, request: Request) -> None:
+        names = parse_qs(request.query, keep_blank_values=True).get("series", [])
+        if len(names) > 1 or (names and not valid_name(names[0])):
+            raise HttpError(400, f"?series= must be one series name: {NAME_RULE}.")
+        super().__init__(server, sock, address, request)
+        self.only = names[0] if names else None
+        if self.only is not None:
+            self.channel = series_channel(self.only)
+
     def greet(self) -> None:
-        self.send_message(self.app.stream_message())
+        store = self.app.series
+        if self.only is None:
+            for series in store:
+                self.send_message(series.history_message())
+            return
+        # A series not published yet: an empty history, so the client knows where it stands.
+        series = store.get(self.only) or Series(self.only, keep=0)
+        self.send_message(series.history_message())
 
 
 class StatsFeed(Subscriber):

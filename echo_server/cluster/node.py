@@ -1,8 +1,10 @@
 """Several echo servers as one, through Redis (`--redis`): shared chat, one tick, cluster totals.
 
-With a `Node`, what the routes publish on chat, tick and stream goes to a Redis channel
-(`echo_server:chat`, `echo_server:tick`, `echo_server:stream`) instead of straight to the local
-subscribers, and every node, this one included, delivers what comes back from its subscription.
+With a `Node`, what the routes publish on chat, tick, stream (the demo series) and series (the
+published points) goes to a Redis channel (`echo_server:chat`, `echo_server:tick`,
+`echo_server:stream`, `echo_server:series`) instead of straight to the local subscribers, and
+every node, this one included, delivers what comes back from its subscription (and keeps the
+points, so that every node greets new /stream clients with the same history).
 So a subscriber on any node gets each message once, and all of them in the one order Redis gave.
 On Redis a message is one byte of type (`t` text, `b` binary) and then the message's bytes.
 
@@ -23,8 +25,9 @@ whatever else is in Redis, and stale entries are swept out of the set a bounded 
 
 Whatever comes from Redis is untrusted (any program that can reach it can write anything there)
 and is checked here before use, by one function per kind: `decode_payload` (a message: its type,
-UTF-8 for text, at most --max-message-size), `followed_number` (a tick or stream value from the
-leader: a JSON integer of 0 to 2**53), `parse_stats_entry` (a node's statistics: finite,
+UTF-8 for text, at most --max-message-size), `followed_number` (a tick or demo value from the
+leader: a JSON integer of 0 to 2**53), `Point.from_message` (a point of a series: a valid name,
+finite numbers, a short unit; app/series.py), `parse_stats_entry` (a node's statistics: finite,
 bounded, dated near now). What fails is dropped (bad statistics are deleted from Redis too) and
 logged at most once per CLUSTER_LOG_INTERVAL_S. The sizes read are bounded in redisbus.py.
 
@@ -42,11 +45,12 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeGuard
+from typing import Protocol, TypeGuard
 
 from echo_server import defaults
 from echo_server.app.app import Fanout
-from echo_server.app.broadcast import CHAT, STREAM, TICK
+from echo_server.app.broadcast import CHAT, SERIES, STREAM, TICK
+from echo_server.app.series import Point, load_json
 from echo_server.cluster.redisbus import Limits, RedisBus, RedisLostError, Reply
 from echo_server.core.logthrottle import LogThrottle
 from echo_server.core.loop import Loop, Timer
@@ -57,7 +61,7 @@ from echo_server.settings import Settings
 log = logging.getLogger(__name__)
 
 PREFIX = "echo_server:"
-CHANNELS = {name: f"{PREFIX}{name}".encode() for name in (CHAT, TICK, STREAM)}
+CHANNELS = {name: f"{PREFIX}{name}".encode() for name in (CHAT, TICK, STREAM, SERIES)}
 LOCAL_CHANNELS = {redis_name: name for name, redis_name in CHANNELS.items()}
 LEADER_KEY = f"{PREFIX}leader"
 NODES_KEY = f"{PREFIX}nodes"  # sorted set: node id -> when it last wrote its statistics (ms)
@@ -65,6 +69,7 @@ NODE_KEY_PREFIX = f"{PREFIX}node:"  # + node id: its statistics, as JSON
 TEXT = b"t"
 BINARY = b"b"
 FOLLOWED = {TICK: "tick", STREAM: "variable"}  # the number in each producer's messages
+POINTS = (STREAM, SERIES)  # the channels of series points
 # Renew the lease only if this node still holds it: after an expiry another node may have it.
 RENEW_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -145,21 +150,6 @@ def decode_payload(payload: bytes, max_message_bytes: int) -> str | bytes:
     if kind == BINARY:
         return data
     raise ValueError(f"unknown message type {kind!r}")
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
-def load_json(text: str | bytes) -> Any:
-    """JSON without NaN or Infinity (Python's json takes them; they are not JSON).
-
-    ValueError for anything that is not JSON, nested too deeply ("[[[[...") included.
-    """
-    try:
-        return json.loads(text, parse_constant=_no_constants)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
 
 
 def is_finite_number(value: object) -> TypeGuard[int | float]:
@@ -284,6 +274,10 @@ class Node:
         return self.leader and self.bus.up and self.loop.time() < self._lease_until_s
 
     @property
+    def up(self) -> bool:
+        return self.bus.up
+
+    @property
     def producing(self) -> bool:
         """Whether this node makes the tick and the stream: as leader, or alone without Redis."""
         return not self.bus.up or self.is_leader
@@ -332,6 +326,8 @@ class Node:
                 raise ValueError("not our channel")
             data = decode_payload(payload, self.max_message_bytes)
             number = followed_number(data, FOLLOWED[channel]) if channel in FOLLOWED else 0
+            if channel in POINTS:
+                Point.from_message(data)
         except ValueError as error:
             self._dropped.log(
                 "redis: dropped a message on %r: %s", redis_channel[:80], str(error)[:200]

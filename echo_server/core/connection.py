@@ -129,6 +129,9 @@ class Connection:
         self._pings: dict[bytes, float] | None = None  # pings in flight: payload -> sent at
         self._owned_timers: list[Timer] | None = None  # the handler's, cancelled at the close
         self._handle_close_called = False
+        # The code of the closing handshake: the first close frame sent or received (counted by
+        # close code in the statistics when the socket closes; 1006 if there was none).
+        self._close_code: int | None = None
 
     @property
     def closed(self) -> bool:
@@ -223,6 +226,7 @@ class Connection:
         """Start the closing handshake; the socket closes when the peer answers or time is up."""
         if self.phase is Phase.OPEN:
             self._queue(encode_close(status, reason))
+            self._close_code = status
             self.phase = Phase.CLOSING
             self._start_close_timer()
             self._update_interest()
@@ -391,6 +395,7 @@ class Connection:
 
     def _on_close_frame(self, event: Close) -> None:
         if self.phase is Phase.OPEN:
+            self._close_code = event.code
             self._call_handler(self.close_received, event.code, event.reason)
         if self.phase is Phase.OPEN:
             # Echo the peer's code (an empty close is answered with an empty close).
@@ -413,6 +418,7 @@ class Connection:
         """Fail the connection: the one place a protocol violation becomes a close frame."""
         if self.phase is Phase.OPEN:
             self._queue(encode_close(code, reason))
+            self._close_code = code
             log.debug("closing %s with %d: %s", self.address, code, reason)
         if self.phase is not Phase.CLOSED:
             self._finish()
@@ -445,6 +451,7 @@ class Connection:
         loop.forget(self.client)
         self._out.clear()
         self.client.close()
+        self.server.stats.closes[self._close_code or CloseCode.ABNORMAL_CLOSURE] += 1
         self.server.forget(self)
         if not self._handle_close_called:
             self._handle_close_called = True

@@ -52,7 +52,9 @@ Router = Callable[[str], ConnectionFactory | None]
 class ServerPhase(Enum):
     NEW = "new"  # made, not listening
     LISTENING = "listening"
-    STOPPING = "stopping"  # shutdown(): no new clients, the open ones get 1001
+    # shutdown(): the open clients get 1001; new upgrades get 503 (the port stays open, so that
+    # a health check can be told so: plain requests are still answered).
+    STOPPING = "stopping"
     CLOSED = "closed"
 
 
@@ -99,6 +101,10 @@ class Server:
             raise RuntimeError("the server is not listening yet: call listen()")
         port: int = self.listener.getsockname()[1]
         return port
+
+    @property
+    def stopping(self) -> bool:
+        return self.phase is ServerPhase.STOPPING
 
     @property
     def connection_count(self) -> int:
@@ -183,6 +189,7 @@ class Server:
     def _refuse_now(self, sock: socket.socket) -> None:
         """Over a limit: answer 503 at once and close, spending no timer and no buffer on it."""
         self.stats.refused += 1
+        self.stats.handshakes_refused[SERVICE_UNAVAILABLE.status] += 1
         with contextlib.suppress(OSError):
             sock.setblocking(False)
             with contextlib.suppress(BlockingIOError):
@@ -219,7 +226,7 @@ class Server:
         """An Upgrade's request is valid: its socket becomes the route's Connection.
 
         The factory runs first: if it fails, the Upgrade still owns the socket and answers 500.
-        (No upgrade reaches this while stopping: shutdown() closes them all.)
+        (No upgrade reaches this while stopping: the Upgrade refuses it with 503.)
         """
         connection = factory(self, pending.sock, pending.address, request)
         pending.release()
@@ -231,9 +238,6 @@ class Server:
 
     def refused(self, peer: str, path: str, error: HttpError) -> None:
         """An Upgrade refused a request: tell whoever asked (`on_refused`)."""
-        self.stats.refused_by_status[error.status] = (
-            self.stats.refused_by_status.get(error.status, 0) + 1
-        )
         for hook in self._refused_hooks:
             try:
                 hook(peer, path, error)
@@ -267,9 +271,11 @@ class Server:
         return 0
 
     def shutdown(self) -> None:
-        """Stop accepting, close every client with 1001 after what is queued for it, then stop.
+        """Close every client with 1001 after what is queued for it, then stop.
 
-        Bounded by the close timeout: clients that never answer are dropped then.
+        Bounded by the close timeout: clients that never answer are dropped then. Until the
+        last one is gone the port stays open: a new upgrade gets 503, and a plain request (a
+        health check) its answer; close() closes the port.
         """
         if self.phase in (ServerPhase.STOPPING, ServerPhase.CLOSED):
             return
@@ -277,9 +283,6 @@ class Server:
         log.info("stopping: closing %d connection(s)", len(self.connections))
         for hook in self._shutdown_hooks:
             self._run_hook(hook)
-        self._close_listener()
-        for pending in list(self.upgrades):
-            pending.close()
         for connection in list(self.connections.values()):
             connection.close(CloseCode.GOING_AWAY, "server shutting down")
         if not self.connections:

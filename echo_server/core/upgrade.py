@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from echo_server.core.connection import ConnectionFactory
 from echo_server.core.loop import EVENT_READ, EVENT_WRITE, WOULD_BLOCK, Loop
 from echo_server.core.sendbuffer import SendBuffer
+from echo_server.core.stats import Stats
 from echo_server.protocol import handshake, http
 from echo_server.protocol.http import HttpError, Request
 from echo_server.settings import Settings
@@ -48,7 +49,14 @@ class UpgradeHost(Protocol):
 
     loop: Loop
     settings: Settings
+    stats: Stats
     http: PlainHttp | None
+
+    @property
+    def stopping(self) -> bool:
+        """A graceful stop is under way: upgrades are refused with 503 (plain requests, such
+        as the app's /health, are still answered)."""
+        ...
 
     def route_for(self, path: str) -> ConnectionFactory | None: ...
     def route_list(self) -> str: ...
@@ -76,7 +84,17 @@ class UpgradeState(Enum):
 
 
 class Upgrade:
-    __slots__ = ("_buffer", "_out", "_request", "_timer", "address", "host", "sock", "state")
+    __slots__ = (
+        "_buffer",
+        "_out",
+        "_plain",
+        "_request",
+        "_timer",
+        "address",
+        "host",
+        "sock",
+        "state",
+    )
 
     def __init__(self, host: UpgradeHost, sock: socket.socket, address: Any) -> None:
         self.host = host
@@ -85,6 +103,7 @@ class Upgrade:
         self._buffer = bytearray()
         self._out = SendBuffer(sock)
         self._request: Request | None = None  # the parsed head, while its body is awaited
+        self._plain = False  # a plain request the host's PlainHttp answers, not an upgrade
         self.state = (
             UpgradeState.TLS_HANDSHAKE
             if isinstance(sock, ssl.SSLSocket)
@@ -139,6 +158,10 @@ class Upgrade:
     def refuse(self, error: HttpError) -> None:
         """Answer with the error's HTTP status, then close once it is sent."""
         log.info("refused %s: %d %s", self.address, error.status, error.message)
+        counts = (
+            self.host.stats.plain_requests if self._plain else self.host.stats.handshakes_refused
+        )
+        counts[error.status] += 1
         path = self._request.path if self._request is not None else ""
         self.host.refused(str(self.address[0]), path, error)
         self.respond(error.response())
@@ -200,16 +223,21 @@ class Upgrade:
         """The head is complete: answer a plain request, or check and hand over an upgrade."""
         plain = self.host.http
         if plain is not None and not handshake.is_upgrade(request) and plain.handles(request):
+            self._plain = True
             if request.body_length > self.host.settings.max_message_bytes:
                 raise HttpError(413, "The message is too large.")
             if len(self._buffer) < request.body_length:
                 self.state = UpgradeState.READING_BODY
                 return  # the rest of the body is still to come
             body = bytes(self._buffer[: request.body_length])
-            self.respond(plain.answer(request, body, str(self.address[0])))
+            response = plain.answer(request, body, str(self.address[0]))
+            self.host.stats.plain_requests[http.response_status(response)] += 1
+            self.respond(response)
             return
         settings = self.host.settings
         accept = handshake.check_upgrade(request, settings.allowed_origins)
+        if self.host.stopping:
+            raise HttpError(503, "The server is shutting down: try again in a moment.")
         factory = self.host.route_for(request.path)
         if factory is None:
             raise HttpError(404, f"No WebSocket route here; try {self.host.route_list()}.")

@@ -232,6 +232,11 @@ def http_response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def response_status(response: bytes) -> int:
+    """The status code of a response made by `http_response`: b"HTTP/1.1 200 OK..." is 200."""
+    return int(response[9:12])
+
+
 def _reason_phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase

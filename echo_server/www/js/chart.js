@@ -1,9 +1,10 @@
 /*
- * The Live panel's chart: a step chart of {t, v} points over the last minute, on a canvas.
+ * The Live panel's charts: a step chart of {t, v} points over the last ten minutes, on a canvas,
+ * the series' unit over its axis.
  *
  * What this file is for: drawing, at most once per animation frame, crisp on a phone's dense
  * screen (sized in device pixels, lines on whole pixels), in colours taken from CSS (so it
- * follows dark mode), with round axis labels (niceStep).
+ * follows dark mode), with round axis labels (niceStep), whole or decimal.
  *
  * What it is not: a charting library. It draws one kind of chart; the points, and when they
  * change, belong to the Live panel (js/panels.js).
@@ -11,17 +12,26 @@
 echoPage.define("chart", ["format"], function (page) {
   "use strict";
 
-  const { formatClock, formatCount } = page;
+  const { formatClock } = page;
 
-  // The time the chart shows, in seconds up to its right edge.
-  const CHART_WINDOW_S = 60;
+  // The time the chart shows, in seconds up to its right edge: the server keeps 600 points
+  // of each series, ten minutes of a sensor read each second.
+  const CHART_WINDOW_S = 600;
   const CHART_LINE_WIDTH_PX = 2;
   const CHART_FONT_PX = 12;
+  // Time labels: a round number of seconds apart, at least this many pixels apart.
+  const TIME_STEPS_S = [10, 15, 30, 60, 120, 300, 600];
+  const TIME_LABEL_MIN_PX = 90;
+  // The smallest step for values that are not all whole numbers (0.001 apart at finest).
+  const SMALLEST_FRACTION = 0.001;
 
-  /** A round step for axis labels near `rough`: 1, 2 or 5 times a power of ten, at least 1. */
-  function niceStep(rough) {
-    if (!(rough > 1)) {
-      return 1;
+  /**
+   * A round step for axis labels near `rough`: 1, 2 or 5 times a power of ten, at least
+   * `smallest` (1 by default: counts have no step of a half).
+   */
+  function niceStep(rough, smallest = 1) {
+    if (!(rough > smallest)) {
+      return smallest;
     }
     const power = Math.pow(10, Math.floor(Math.log10(rough)));
     const scaled = rough / power;
@@ -39,16 +49,26 @@ echoPage.define("chart", ["format"], function (page) {
     return points.slice();
   }
 
-  /** Round axis values covering low..high in about `count` steps: {low, high, values}. */
-  function axisTicks(low, high, count) {
-    const step = niceStep((high - low) / Math.max(1, count));
+  /** Round axis values covering low..high in about `count` steps: {low, high, values, step}. */
+  function axisTicks(low, high, count, smallest) {
+    const step = niceStep((high - low) / Math.max(1, count), smallest);
     const bottom = Math.floor(low / step) * step;
     const top = Math.max(Math.ceil(high / step) * step, bottom + step);
     const values = [];
-    for (let value = bottom; value <= top; value += step) {
-      values.push(value);
+    // Counted in steps, not summed, so that 0.1 + 0.2 does not creep off the round values.
+    for (let index = 0; bottom + index * step <= top + step / 2; index += 1) {
+      values.push(bottom + index * step);
     }
-    return { low: bottom, high: top, values: values };
+    return { low: bottom, high: top, values: values, step: step };
+  }
+
+  /** An axis value as text, with as many decimals as its step has: "21.5", "1,200". */
+  function axisLabel(value, step) {
+    const decimals = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
+    return value.toLocaleString(undefined, {
+      minimumFractionDigits: decimals,
+      maximumFractionDigits: decimals,
+    });
   }
 
   /**
@@ -57,7 +77,8 @@ echoPage.define("chart", ["format"], function (page) {
    * sizes the canvas in device pixels and puts lines on whole pixels, so they stay crisp on a
    * phone's dense screen; it takes its colours from CSS, so it follows dark mode.
    *
-   * `source()` returns {points, end, empty}: what to draw, and the text for no points.
+   * `source()` returns {points, end, empty, unit}: what to draw, the text for no points, and
+   * the unit written over the value axis ("" for none).
    */
   class LiveChart {
     constructor(canvas, source) {
@@ -111,20 +132,27 @@ echoPage.define("chart", ["format"], function (page) {
       };
       ctx.font = CHART_FONT_PX + "px " + style.fontFamily;
 
-      const { points, end, empty } = this.source();
+      const { points, end, empty, unit } = this.source();
       const start = end - CHART_WINDOW_S;
       const shown = pointsSince(points, start);
       const values = shown.map((point) => point.v);
-      const low = values.length > 0 ? Math.min(...values) : 0;
-      const high = values.length > 0 ? Math.max(...values) : 10;
+      let low = values.length > 0 ? Math.min(...values) : 0;
+      let high = values.length > 0 ? Math.max(...values) : 10;
       const labelsWanted = Math.max(2, Math.floor(height / 56));
-      const ticks = axisTicks(low, high, labelsWanted);
-      const labelWidths = ticks.values.map((value) => ctx.measureText(formatCount(value)).width);
-      const labelWidth = Math.max(...labelWidths);
+      const smallest = values.every(Number.isInteger) ? 1 : SMALLEST_FRACTION;
+      if (high === low) {
+        // A flat line: in the middle of the chart, not along its floor.
+        const margin = Math.max(smallest, Math.abs(low) * 0.05);
+        low -= margin;
+        high += margin;
+      }
+      const ticks = axisTicks(low, high, labelsWanted, smallest);
+      const labels = ticks.values.map((value) => axisLabel(value, ticks.step));
+      const labelWidth = Math.max(...labels.map((label) => ctx.measureText(label).width));
       const plot = {
         left: Math.ceil(labelWidth) + 12,
         right: width - 14,
-        top: 12,
+        top: unit ? CHART_FONT_PX + 18 : 12,
         bottom: height - CHART_FONT_PX - 14,
       };
       const x = (t) => {
@@ -148,14 +176,24 @@ echoPage.define("chart", ["format"], function (page) {
       ctx.beginPath();
       ctx.textAlign = "right";
       ctx.textBaseline = "middle";
-      for (const value of ticks.values) {
+      ticks.values.forEach((value, index) => {
         const py = snap(y(value), gridPx);
         ctx.moveTo(plot.left, py);
         ctx.lineTo(plot.right, py);
-        ctx.fillText(formatCount(value), plot.left - 8, py);
+        ctx.fillText(labels[index], plot.left - 8, py);
+      });
+      if (unit) {
+        // The unit over the value axis, as on a chart drawn by hand.
+        ctx.textAlign = "left";
+        ctx.textBaseline = "top";
+        ctx.fillText(unit, 4, 2);
+        ctx.textAlign = "center";
       }
       const plotWidth = plot.right - plot.left;
-      const stepS = plotWidth >= 640 ? 10 : plotWidth >= 300 ? 15 : 30;
+      const fits = Math.max(1, Math.floor(plotWidth / TIME_LABEL_MIN_PX));
+      const stepS =
+        TIME_STEPS_S.find((step) => CHART_WINDOW_S / step <= fits) ||
+        TIME_STEPS_S[TIME_STEPS_S.length - 1];
       ctx.textAlign = "center";
       ctx.textBaseline = "top";
       for (let t = Math.ceil(start / stepS) * stepS; t <= end; t += stepS) {

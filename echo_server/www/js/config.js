@@ -59,6 +59,9 @@ echoPage.define("config", [], function (page) {
       "1014": "Bad Gateway",
       "1015": "TLS Handshake",
     },
+    // The page's address for other machines (with --lan) and its .local name: none here.
+    lan_url: null,
+    mdns_url: null,
   });
 
   function deepFreeze(value) {
@@ -189,7 +192,21 @@ echoPage.define("config", [], function (page) {
       isTextMap(value, () => true) &&
       Object.keys(DEFAULT_CONFIG.tabs).every((tab) => normalizePath(value[tab]) === value[tab]),
     close_codes: (value) => isTextMap(value, (key) => /^[0-9]{4}$/.test(key)),
+    lan_url: (value) => value === null || isPageUrl(value),
+    mdns_url: (value) => value === null || isPageUrl(value),
   });
+
+  /** An http: or https: URL, as the page server gives its own addresses. */
+  function isPageUrl(value) {
+    if (typeof value !== "string") {
+      return false;
+    }
+    try {
+      return ["http:", "https:"].includes(new URL(value).protocol);
+    } catch (error) {
+      return false;
+    }
+  }
 
   function isTextMap(value, keyIsGood) {
     return (

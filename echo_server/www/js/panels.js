@@ -3,9 +3,9 @@
  *
  * What this file is for: what each panel does with a message: Echo is the base panel
  * (js/panel.js) plus the subprotocols it offers and the one the server chose; Chat marks its
- * own messages as delivered and prefixes a name; Tick shows the server's counter and clock and how far this
- * device's clock is from it; Live keeps the last minute of values for its chart; Stats fills a
- * table from the server's statistics.
+ * own messages as delivered and prefixes a name; Tick shows the server's counter and clock and
+ * how far this device's clock is from it; Live keeps each series' points (its history first,
+ * then each new one) for a chart per series; Stats fills a table from the server's statistics.
  *
  * What it is not: the connection (js/panel.js), the drawing (js/chart.js) or the start-up that
  * builds the panels (js/start.js).
@@ -15,6 +15,7 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
 
   const { formatBytes, formatClock, formatCount, formatDuration, formatOffset } = page;
   const { describeBinary, part, code, ConnectionPanel, CHART_WINDOW_S, LiveChart } = page;
+  const WINDOW_TEXT = "the last ten minutes";
 
   const CHAT_NAME_KEY = "echo_server.chat.name";
   // How many recent arrivals the clock comparison looks at: enough to find one that was not
@@ -262,72 +263,65 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
   }
 
 
-  /** Live: a chart of the /stream value over the last minute, and the latest value. */
-  class LivePanel extends FeedPanel {
-    constructor(root, options) {
-      super(root, options);
-      // {t: Unix seconds (server time), v: value}, oldest first. Exposed for tests.
+  /**
+   * One series of the Live panel: its card (name, unit, latest value, summary, chart) and its
+   * points, {t: Unix seconds (server time), v: value}, oldest first.
+   */
+  class SeriesView {
+    constructor(panel, name, template) {
+      this.panel = panel;
+      this.name = name;
+      this.unit = "";
       this.points = [];
-      this.clock = new ClockOffset();
-      this.value = part(root, "value");
-      this.summary = part(root, "summary");
-      // The chart's right edge while not connected: where the data stopped.
-      this.frozenEnd = null;
-      this.scrollTimer = null;
-      this.chart = new LiveChart(part(root, "chart"), () => ({
+      this.element = template.content.firstElementChild.cloneNode(true);
+      this.element.dataset.series = name;
+      this.label = part(this.element, "name");
+      this.value = part(this.element, "value");
+      this.summary = part(this.element, "summary");
+      const canvas = part(this.element, "chart");
+      canvas.setAttribute("aria-label", "Step chart of " + name + " over " + WINDOW_TEXT);
+      this.chart = new LiveChart(canvas, () => ({
         points: this.points,
-        end: this.windowEnd(),
-        empty: this.socket ? "Waiting for the first value…" : "Press Connect to draw the value",
+        end: panel.windowEnd(),
+        unit: this.unit,
+        empty: "No values yet",
       }));
+      this.setUnit("");
     }
 
-    didOpen() {
-      super.didOpen();
-      // A new connection starts a new line: joining it to the old one would draw a flat step
-      // across the time it was away.
-      this.points.splice(0);
-      this.clock.reset();
-      this.frozenEnd = null;
-      this.scrollTimer = setInterval(() => this.scroll(), CHART_SCROLL_INTERVAL_MS);
-      this.chart.request();
-    }
-
-    didClose() {
-      if (this.scrollTimer !== null) {
-        clearInterval(this.scrollTimer);
-        this.scrollTimer = null;
+    setUnit(unit) {
+      if (typeof unit === "string" && unit !== "") {
+        this.unit = unit;
       }
-      this.frozenEnd = this.clock.serverNow();
-      this.chart.request();
+      this.label.textContent = this.unit ? this.name + " (" + this.unit + ")" : this.name;
     }
 
-    show(message) {
-      if (!Number.isFinite(message.variable) || !Number.isFinite(message.time)) {
-        return false;
-      }
-      this.clock.add(message.time);
-      this.points.push({ t: message.time, v: message.variable });
+    /** The server's history of this series: [[time, value], ...], oldest first. */
+    replace(history, unit) {
+      this.setUnit(unit);
+      this.points = history
+        .filter((pair) => Array.isArray(pair) && Number.isFinite(pair[0]) && Number.isFinite(pair[1]))
+        .map(([t, v]) => ({ t: t, v: v }));
+      this.update();
+    }
+
+    add(t, v, unit) {
+      this.setUnit(unit);
+      this.points.push({ t: t, v: v });
+      this.update();
+    }
+
+    update() {
       this.prune();
-      this.value.textContent = formatCount(message.variable);
+      const last = this.points[this.points.length - 1];
+      this.value.textContent = last ? formatCount(last.v) + (this.unit ? " " + this.unit : "") : "–";
       this.summarize();
       this.chart.request();
-      return true;
-    }
-
-    /** Once a second with no new value: the window moves on, so the chart must too. */
-    scroll() {
-      this.prune();
-      this.summarize();
-      this.chart.request();
-    }
-
-    windowEnd() {
-      return this.frozenEnd !== null ? this.frozenEnd : this.clock.serverNow();
     }
 
     /** Drop points that have left the window, but the one that gives the left edge's height. */
     prune() {
-      const start = this.windowEnd() - CHART_WINDOW_S;
+      const start = this.panel.windowEnd() - CHART_WINDOW_S;
       let firstKept = 0;
       while (firstKept + 1 < this.points.length && this.points[firstKept + 1].t <= start) {
         firstKept += 1;
@@ -340,22 +334,122 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
 
     /** The chart in words, for everyone who cannot see it. */
     summarize() {
-      const start = this.windowEnd() - CHART_WINDOW_S;
+      const start = this.panel.windowEnd() - CHART_WINDOW_S;
       const recent = this.points.filter((point) => point.t > start).map((point) => point.v);
       if (this.points.length === 0) {
         this.summary.textContent = "No values yet.";
       } else if (recent.length === 0) {
-        this.summary.textContent = "No change in the last minute.";
+        this.summary.textContent = "No change in " + WINDOW_TEXT + ".";
       } else {
         const count = recent.length === 1 ? "1 value" : formatCount(recent.length) + " values";
         this.summary.textContent =
           count +
-          " in the last minute, from " +
+          " in " +
+          WINDOW_TEXT +
+          ", from " +
           formatCount(Math.min(...recent)) +
           " to " +
           formatCount(Math.max(...recent)) +
           ".";
       }
+    }
+  }
+
+  /**
+   * Live: a chart per series of /stream, each with its latest value. A new connection is
+   * greeted with each series' history ({series, unit, history}); then each new point comes
+   * ({series, time, value, unit}). A message of a server from before series ({variable, time})
+   * is a point of the demo series.
+   */
+  class LivePanel extends FeedPanel {
+    constructor(root, options) {
+      super(root, options);
+      // SeriesView by name, in the order they first arrived. Exposed for tests.
+      this.series = {};
+      this.clock = new ClockOffset();
+      this.list = part(root, "series");
+      this.template = part(root, "series-template");
+      this.summary = part(root, "summary");
+      // The charts' right edge while not connected: where the data stopped.
+      this.frozenEnd = null;
+      this.scrollTimer = null;
+      this.summarize();
+    }
+
+    didOpen() {
+      super.didOpen();
+      // The server greets every new connection with the whole history: start from that.
+      this.series = {};
+      this.list.replaceChildren();
+      this.clock.reset();
+      this.frozenEnd = null;
+      this.scrollTimer = setInterval(() => this.scroll(), CHART_SCROLL_INTERVAL_MS);
+      this.summarize();
+    }
+
+    didClose() {
+      if (this.scrollTimer !== null) {
+        clearInterval(this.scrollTimer);
+        this.scrollTimer = null;
+      }
+      this.frozenEnd = this.clock.serverNow();
+      this.scroll();
+    }
+
+    view(name) {
+      if (!Object.hasOwn(this.series, name)) {
+        this.series[name] = new SeriesView(this, name, this.template);
+        this.list.append(this.series[name].element);
+        this.summarize();
+      }
+      return this.series[name];
+    }
+
+    show(message) {
+      let name = message.series;
+      let value = message.value;
+      if (name === undefined && Number.isFinite(message.variable)) {
+        name = "demo";
+        value = message.variable;
+      }
+      if (typeof name !== "string" || name === "") {
+        return false;
+      }
+      if (Array.isArray(message.history)) {
+        this.view(name).replace(message.history, message.unit);
+        return true;
+      }
+      if (!Number.isFinite(value) || !Number.isFinite(message.time)) {
+        return false;
+      }
+      // Only new points tell how far the clocks are apart: a history is old by nature.
+      this.clock.add(message.time);
+      this.view(name).add(message.time, value, message.unit);
+      return true;
+    }
+
+    /** Once a second with no new value: the window moves on, so the charts must too. */
+    scroll() {
+      for (const view of Object.values(this.series)) {
+        view.update();
+      }
+    }
+
+    windowEnd() {
+      return this.frozenEnd !== null ? this.frozenEnd : this.clock.serverNow();
+    }
+
+    summarize() {
+      const names = Object.keys(this.series);
+      this.summary.textContent =
+        names.length === 0
+          ? this.socket
+            ? "Waiting for the first series…"
+            : "No series yet. Press Connect."
+          : (names.length === 1 ? "1 series" : names.length + " series") +
+            ", each over " +
+            WINDOW_TEXT +
+            ".";
     }
   }
 

@@ -3,17 +3,20 @@
  * panels.
  *
  * What this file is for: the one place that knows which panel class drives which tab, and the
- * page's query: ?ws=PORT, ?path=/echo, ?autoconnect=1. Each tab's path and the close codes'
- * names come from config.json (js/config.js); what the page had to fall back on is said in the
- * Echo log. It sets data-ready on <html> once the panels work, and exposes them as
- * echoPage.panels, and the configuration in use as echoPage.config, for tests.
+ * page's query: ?ws=PORT, ?path=/echo, ?autoconnect=1, ?kiosk (js/kiosk.js). Each tab's path
+ * and the close codes' names come from config.json (js/config.js); what the page had to fall
+ * back on is said in the Echo log. It shows the "open on your phone" box when config.json has
+ * a LAN address (js/phone.js). It sets data-ready on <html> once the panels work, and exposes
+ * them as echoPage.panels, the configuration in use as echoPage.config, and kiosk mode's state
+ * as echoPage.kiosk.current, for tests.
  *
  * What it is not: how a panel behaves (js/panel.js, js/panels.js). It must be the last script.
  */
-echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) {
+echoPage.define("start", ["config", "panel", "panels", "tabs", "phone", "kiosk"], function (page) {
   "use strict";
 
   const { loadConfig, pathFromSearch, wsPortFromSearch, wsUrlFor, Tabs } = page;
+  const { isKiosk, Kiosk, showPhoneLink } = page;
   const { ConnectionPanel, EchoPanel, ChatPanel, TickPanel, LivePanel, StatsPanel } = page;
 
   // The panel class for each tab; the tab's path is config.json's.
@@ -29,6 +32,8 @@ echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) 
   // {source, values}: where the configuration in use came from (config.json or the built-in
   // defaults) and what it is; filled in once it has been loaded.
   const configInUse = { source: null, values: null };
+  // {current}: the Kiosk driving the tab on show, with ?kiosk.
+  const kiosk = { current: null };
 
   /** How many of this page's panels are connected to each path: {"/": 1, "/stats": 1}. */
   function ownConnections() {
@@ -46,6 +51,9 @@ echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) 
     const location = window.location;
     const params = new URLSearchParams(location.search);
     const byId = (id) => document.getElementById(id);
+    if (isKiosk(location.search)) {
+      document.documentElement.dataset.kiosk = "true"; // the layout first, before any wait
+    }
     // The panels' heads and the tab before anything waits on the network, so the page never
     // shows a panel without its head, or the wrong panel.
     const template = byId("panel-head");
@@ -82,8 +90,11 @@ echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) 
     if (echoPath === null) {
       echoLog.add("info", "Ignored ?path=" + params.get("path") + ": not a usable path");
     }
+    showPhoneLink(config);
     document.documentElement.dataset.ready = "true";
-    if (params.get("autoconnect") === "1") {
+    if (isKiosk(location.search)) {
+      kiosk.current = new Kiosk(panels[tabs.selectedName]);
+    } else if (params.get("autoconnect") === "1") {
       // The panel on show, so that ?autoconnect=1#chat is a link straight into the chat.
       panels[tabs.selectedName].connect();
     }
@@ -100,7 +111,7 @@ echoPage.define("start", ["config", "panel", "panels", "tabs"], function (page) 
     throw error;
   });
 
-  return { panels: panels, config: configInUse };
+  return { panels: panels, config: configInUse, kiosk: kiosk };
 });
 // The last script: nothing may change the namespace from here on.
 Object.freeze(echoPage.loaded);
