@@ -348,7 +348,10 @@ def test_get_stats_answers_json_that_is_not_cached(ws_server: ServerProcess) -> 
 
 def test_stats_counts_messages_and_bytes_as_they_pass(ws_server: ServerProcess) -> None:
     before = request(ws_server.port, "GET", "/stats").json()
-    with connect(ws_server.url("/echo"), open_timeout=TIMEOUT_S, proxy=None) as echo:
+    # Uncompressed, so that the bytes on the wire are the payload's.
+    with connect(
+        ws_server.url("/echo"), open_timeout=TIMEOUT_S, compression=None, proxy=None
+    ) as echo:
         for _ in range(5):
             echo.send("x" * 100)
             assert echo.recv(TIMEOUT_S) == "x" * 100
