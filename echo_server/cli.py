@@ -370,7 +370,7 @@ def announce(what: str, scheme: str, host: str, port: int, lan: bool, *, note: s
     if lan:
         urls = [f"{scheme}://{url_host(a)}:{port}/" for a in netinfo.lan_addresses()]
         print("  open from other machines: " + ("  ".join(urls) or "(no LAN address found)"))
-        print("  anyone on this network can connect; see README, Security", flush=True)
+        print("  anyone on this network can connect; see docs/security.md", flush=True)
 
 
 def print_qr(url: str | None) -> None:
