@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import StartServer
-from support import REPO, ServerProcess, free_port, port_is_free, run_cli, wait_until
+from support import REPO, ServerProcess, free_ports, port_is_free, run_cli, wait_until
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin
@@ -118,7 +118,7 @@ def test_console_script_is_the_same_program() -> None:
 def test_demo_runs_both_servers_and_stops_cleanly(
     start_server: StartServer, signum: signal.Signals
 ) -> None:
-    web_port, ws_port = free_port(), free_port()
+    web_port, ws_port = free_ports(2)
     demo = start_server("demo", "--port", str(web_port), "--ws-port", str(ws_port), expect_urls=2)
     assert {port for _, _, port in demo.urls} == {web_port, ws_port}
     with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/config.json", timeout=10) as reply:

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from support import REPO, free_port, open_websocket, port_is_free, wait_until
+from support import REPO, free_ports, open_websocket, port_is_free, wait_until
 
 DEMO = (sys.executable, "-m", "echo_server", "demo")
 START_TIMEOUT_S = 30.0
@@ -111,7 +111,8 @@ def demo_process(log: Path, *args: str, import_times: bool = False) -> Iterator[
 def ready_demo(folder: Path, *args: str) -> Iterator[Demo]:
     """A demo whose two servers both listen, on free ports (new ones if another took them)."""
     for attempt in range(PORT_ATTEMPTS):
-        ports = ("--port", str(free_port()), "--ws-port", str(free_port()))
+        web_port, ws_port = free_ports(2)
+        ports = ("--port", str(web_port), "--ws-port", str(ws_port))
         with demo_process(folder / f"demo-{attempt}.log", *ports, *args) as demo:
             demo.wait_for(" listening on .*\n(.*\n)*.* listening on ")
             if demo.ready():
@@ -144,7 +145,8 @@ def ctrl_c_once(folder: Path, stage: str) -> tuple[str, int | None, float, str]:
         with ready_demo(folder) as demo:
             status, elapsed_s = stop_and_wait(demo, signal.SIGINT)
             return stage, status, elapsed_s, demo.output()
-    ports = ("--port", str(free_port()), "--ws-port", str(free_port()))
+    web_port, ws_port = free_ports(2)
+    ports = ("--port", str(web_port), "--ws-port", str(ws_port))
     with demo_process(folder / "demo.log", *ports, import_times=True) as demo:
         if stage == "importing":
             demo.wait_for(r"\|\s+websockets\.version$")
@@ -203,7 +205,8 @@ def test_a_server_that_cannot_listen_stops_demo_and_the_other_server(
     tmp_path: Path, taken: str, failing: str, other: str
 ) -> None:
     with socket.create_server(("127.0.0.1", 0)) as occupant:
-        ports = {"--port": str(free_port()), "--ws-port": str(free_port())}
+        web_port, ws_port = free_ports(2)
+        ports = {"--port": str(web_port), "--ws-port": str(ws_port)}
         ports[taken] = str(occupant.getsockname()[1])
         args = [item for option in ports.items() for item in option]
         with demo_process(tmp_path / "demo.log", *args) as demo:

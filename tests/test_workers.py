@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import StartServer
-from support import REPO, ServerProcess, free_port, port_is_free, run_cli, wait_until
+from support import REPO, ServerProcess, free_ports, port_is_free, run_cli, wait_until
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -313,7 +313,7 @@ def test_lan_workers_serve_ipv4_and_ipv6(start_server: StartServer) -> None:
 
 
 def test_demo_runs_its_websocket_server_with_workers(start_server: StartServer) -> None:
-    web_port, ws_port = free_port(), free_port()
+    web_port, ws_port = free_ports(2)
     demo = start_server(
         "demo", "--port", str(web_port), "--ws-port", str(ws_port), "--workers", "2", expect_urls=2
     )
