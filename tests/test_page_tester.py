@@ -32,6 +32,14 @@ def connect(page: Page, prefix: str = "") -> None:
     expect(page.locator(f"#{prefix}status")).to_have_text("connected", timeout=WAIT_MS)
 
 
+def quiet_echo(page: Page, web_server: ServerProcess, mode: str = "text") -> None:
+    """The Echo tab connected without its repeated "*", sending in `mode`."""
+    open_page(page, web_server)
+    page.uncheck("#heartbeat")
+    connect(page)
+    page.select_option("#mode", mode)
+
+
 def send(page: Page, text: str, box: str = "#message") -> None:
     page.fill(box, text)
     page.press(box, "Enter")
@@ -316,10 +324,7 @@ def test_a_connection_starts_the_waits_again_from_the_shortest(functions_page: P
 def test_bytes_typed_in_hex_are_sent_as_binary_and_their_echo_shown_as_hex(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, shared_web_server)
-    page.uncheck("#heartbeat")
-    connect(page)
-    page.select_option("#mode", "hex")
+    quiet_echo(page, shared_web_server, "hex")
     send(page, "01 02ff")
     echoed = page.locator("#log .entry.received")
     expect(echoed.locator(".text")).to_have_text("binary, 3 bytes: 01 02 ff")
@@ -329,10 +334,7 @@ def test_bytes_typed_in_hex_are_sent_as_binary_and_their_echo_shown_as_hex(
 def test_text_that_is_not_hex_is_explained_and_nothing_is_sent(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, shared_web_server)
-    page.uncheck("#heartbeat")
-    connect(page)
-    page.select_option("#mode", "hex")
+    quiet_echo(page, shared_web_server, "hex")
     send(page, "01 0g")
     expect(page.locator("#notice")).to_contain_text('Not hex: "g" in "0g"')
     expect(page.locator("#notice")).to_contain_text("Nothing was sent.")
@@ -345,10 +347,7 @@ def test_text_that_is_not_hex_is_explained_and_nothing_is_sent(
 def test_a_file_is_sent_as_one_binary_message_and_long_ones_shown_in_part(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, shared_web_server)
-    page.uncheck("#heartbeat")
-    connect(page)
-    page.select_option("#mode", "file")
+    quiet_echo(page, shared_web_server, "file")
     expect(page.locator("#message")).to_be_hidden()
     content = bytes(range(256)) + b"\xff" * 44
     page.set_input_files("#file", files=FilePayload(name="data.bin", mimeType="", buffer=content))
@@ -361,10 +360,7 @@ def test_a_file_is_sent_as_one_binary_message_and_long_ones_shown_in_part(
 def test_a_file_over_the_message_size_is_not_sent(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, shared_web_server)
-    page.uncheck("#heartbeat")
-    connect(page)
-    page.select_option("#mode", "file")
+    quiet_echo(page, shared_web_server, "file")
     big = b"x" * (1024 * 1024 + 1)
     page.set_input_files("#file", files=FilePayload(name="big.bin", mimeType="", buffer=big))
     page.click("#send")
@@ -378,9 +374,7 @@ def test_a_file_over_the_message_size_is_not_sent(
 def test_the_arrow_keys_bring_back_the_messages_sent(
     page: Page, shared_web_server: ServerProcess
 ) -> None:
-    open_page(page, shared_web_server)
-    page.uncheck("#heartbeat")
-    connect(page)
+    quiet_echo(page, shared_web_server)
     send(page, "one")
     send(page, "two")
     box = page.locator("#message")
