@@ -514,16 +514,21 @@ def test_the_subprotocol_the_server_chose_is_shown(
     problems.assert_none()
 
 
-def test_a_server_that_speaks_none_of_the_offer_is_said_to_choose_none(
+def test_a_server_that_speaks_none_of_the_offer_fails_in_a_browser_and_the_page_says_why(
     page: Page, mqtt_web_server: ServerProcess
 ) -> None:
+    # The server answers 101 with no Sec-WebSocket-Protocol (RFC 6455 lets a client go on);
+    # browsers fail the connection instead (WHATWG WebSockets), and the page sees only 1006.
     open_page(page, mqtt_web_server)
     page.fill("#subprotocols", "graphql-transport-ws")
-    connect(page)
-    expect(page.locator("#subprotocol")).to_have_text("none")
-    expect(page.locator("#log .entry.info .text").last).to_have_text(
-        "The server chose none of the subprotocols offered", timeout=WAIT_MS
+    page.click("#connect")
+    expect(page.locator("#status")).to_have_text(re.compile(r"^disconnected \(1006 "))
+    expect(page.locator("#notice")).to_contain_text(
+        "browsers fail the connection when the server picks none of the offered subprotocols",
+        timeout=WAIT_MS,
     )
+    expect(page.locator("#notice")).to_contain_text("graphql-transport-ws")
+    expect(page.locator("#subprotocol")).to_have_text("none")
 
 
 def test_a_name_that_is_not_a_subprotocol_is_refused_before_connecting(

@@ -43,7 +43,7 @@ from playwright.sync_api import (
 )
 from support import ServerProcess
 
-TABS = ["echo", "chat", "tick", "live", "stats"]
+TABS = ["echo", "inspect", "chat", "tick", "live", "stats"]
 PUSH_TABS = ["chat", "tick", "live", "stats"]
 MAX_TAB_PRESSES = 20
 CLOCK_RE = re.compile(r"^\d\d:\d\d:\d\d$")
@@ -56,6 +56,7 @@ SCRIPT_SRC_RE = re.compile(r'<script src="([^"]+)" defer></script>')
 # What each panel's head is stamped with: its id prefix and its title.
 PANEL_HEADS = {
     "echo": ("", "Echo"),
+    "inspect": ("inspect-", "Inspect: what the server saw"),
     "chat": ("chat-", "Chat"),
     "tick": ("tick-", "Tick: one clock for everyone"),
     "live": ("live-", "Live: numbers over the last ten minutes"),
@@ -145,9 +146,9 @@ def test_arrow_keys_home_and_end_move_between_tabs(
     open_page(page, shared_web_server)
     page.focus("#tab-echo")
     steps = [
+        ("ArrowRight", "inspect"),
         ("ArrowRight", "chat"),
-        ("ArrowRight", "tick"),
-        ("ArrowLeft", "chat"),
+        ("ArrowLeft", "inspect"),
         ("End", "stats"),
         ("ArrowRight", "echo"),  # wraps around
         ("ArrowLeft", "stats"),  # and back

@@ -1,6 +1,7 @@
 /*
  * Formatting for people: times, durations, byte counts, round-trip times, clock differences,
- * numbers, close codes (with the names config.json gives them).
+ * numbers, close codes (with the names config.json gives them), bytes as hex; and hex typed by a
+ * person read back as bytes.
  *
  * What this file is for: pure functions from a value to the text the page shows. They are on
  * window.echoPage, so tests can call them with values a test server could not produce (a day of
@@ -101,6 +102,61 @@ echoPage.define("format", [], function (page) {
   }
 
   const NUMBER_FORMAT = new Intl.NumberFormat();
+  // A binary message is shown as hex up to this many bytes: enough to recognise it.
+  const HEX_DUMP_BYTES = 256;
+
+  /** Bytes as hex pairs, "01 02 ff". */
+  function hexBytes(bytes) {
+    return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(" ");
+  }
+
+  /**
+   * A binary message for people: "binary, 3 bytes: 01 02 ff"; past HEX_DUMP_BYTES, only the
+   * first ones: "binary, 300 bytes, the first 256: 00 01 …". `data`: an ArrayBuffer, a typed
+   * array, or a Blob (whose bytes cannot be read at once: its size only).
+   */
+  function describeBinary(data) {
+    if (typeof Blob !== "undefined" && data instanceof Blob) {
+      return "binary, " + formatCount(data.size) + " bytes";
+    }
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const size = formatCount(bytes.length) + (bytes.length === 1 ? " byte" : " bytes");
+    if (bytes.length === 0) {
+      return "binary, 0 bytes";
+    }
+    if (bytes.length <= HEX_DUMP_BYTES) {
+      return "binary, " + size + ": " + hexBytes(bytes);
+    }
+    return "binary, " + size + ", the first " + HEX_DUMP_BYTES + ": " + hexBytes(bytes.subarray(0, HEX_DUMP_BYTES)) + " …";
+  }
+
+  /**
+   * Hex typed by a person ("01 02 ff", "0102ff": spaces anywhere between bytes) as
+   * {bytes: Uint8Array}, or {error: "why, in words"}.
+   */
+  function parseHex(text) {
+    const groups = String(text).trim().split(/\s+/).filter((group) => group !== "");
+    if (groups.length === 0) {
+      return { error: "No bytes: type them as hex, like 01 02 ff or 0102ff." };
+    }
+    const digits = [];
+    for (const group of groups) {
+      const bad = group.match(/[^0-9a-fA-F]/);
+      if (bad) {
+        return { error: "Not hex: " + JSON.stringify(bad[0]) + " in " + JSON.stringify(group) + ". Bytes are pairs of 0-9 and a-f, like 01 02 ff." };
+      }
+      if (group.length % 2 !== 0) {
+        return { error: "Not whole bytes: " + JSON.stringify(group) + " has an odd number of hex digits. Each byte is two, like 0f." };
+      }
+      digits.push(group);
+    }
+    const joined = digits.join("");
+    const bytes = new Uint8Array(joined.length / 2);
+    for (let index = 0; index < bytes.length; index += 1) {
+      bytes[index] = parseInt(joined.slice(2 * index, 2 * index + 2), 16);
+    }
+    return { bytes: bytes };
+  }
 
   function formatCount(number) {
     return NUMBER_FORMAT.format(number);
@@ -115,5 +171,9 @@ echoPage.define("format", [], function (page) {
     formatBytes,
     formatOffset,
     formatCount,
+    HEX_DUMP_BYTES,
+    hexBytes,
+    describeBinary,
+    parseHex,
   };
 });

@@ -114,14 +114,8 @@ echoPage.define("log", ["format"], function (page) {
     return text.slice(0, MAX_SHOWN_CHARS) + "… (" + more + " more characters)";
   }
 
-  function describeBinary(data) {
-    const size = data instanceof ArrayBuffer ? data.byteLength : data.size;
-    return "(binary message, " + size + " bytes)";
-  }
-
   return {
     MAX_LOG_ENTRIES,
     MessageLog,
-    describeBinary,
   };
 });

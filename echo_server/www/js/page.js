@@ -2,10 +2,11 @@
  * The echo_server test page's one global, window.echoPage, and the order of its scripts.
  *
  * The page: tabs of connection panels, each opening its own WebSocket: Echo (a log and a message
- * box, round-trip times), Chat (the same, with a name), Tick (a shared counter and the server's
- * clock), Live (a chart of a value) and Stats (a table of the server's counters). Its scripts, in
- * the order index.html loads them: page.js (this), format.js, config.js, log.js, panel.js,
- * chart.js, panels.js, tabs.js, phone.js, kiosk.js, start.js.
+ * box, round-trip times, fault knobs), Inspect (what the server saw: the handshake and each
+ * frame), Chat (the same as Echo, with a name), Tick (a shared counter and the server's clock),
+ * Live (a chart of a value) and Stats (a table of the server's counters). Its scripts, in the
+ * order index.html loads them: page.js (this), format.js, config.js, log.js, backoff.js,
+ * panel.js, chart.js, panels.js, tabs.js, phone.js, kiosk.js, start.js.
  *
  * What this file is for: the namespace every other script adds to, through
  * echoPage.define(name, needs, body). `body(echoPage)` runs at once, but only if the scripts

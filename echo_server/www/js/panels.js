@@ -2,7 +2,9 @@
  * The panels, one per WebSocket route: Echo, Chat, and the receive-only Tick, Live and Stats.
  *
  * What this file is for: what each panel does with a message: Echo is the base panel
- * (js/panel.js) plus the subprotocols it offers and the one the server chose; Chat marks its
+ * (js/panel.js) plus the subprotocols it offers and the one the server chose, and the fault
+ * knobs it puts in its URL's query; Inspect shows what the server saw (/inspect's events: the
+ * handshake as a block, each frame, pong and close as a row of a bounded table); Chat marks its
  * own messages as delivered and prefixes a name; Tick shows the server's counter and clock and
  * how far this device's clock is from it; Live keeps each series' points (its history first,
  * then each new one) for a chart per series; Stats fills a table from the server's statistics.
@@ -13,8 +15,8 @@
 echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
   "use strict";
 
-  const { formatBytes, formatClock, formatCount, formatDuration, formatOffset } = page;
-  const { describeBinary, part, code, ConnectionPanel, CHART_WINDOW_S, LiveChart } = page;
+  const { formatBytes, formatClock, formatCount, formatDuration, formatOffset, formatTime } = page;
+  const { formatRtt, describeBinary, part, code, ConnectionPanel, CHART_WINDOW_S, LiveChart } = page;
   const WINDOW_TEXT = "the last ten minutes";
 
   const CHAT_NAME_KEY = "echo_server.chat.name";
@@ -55,7 +57,27 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
       super(root, options);
       this.offer = part(root, "subprotocols");
       this.chosen = part(root, "subprotocol");
-      this.offered = [];
+      // The fault knobs' form: its named fields become the URL's query (faults.py on the server).
+      this.baseUrl = this.url;
+      this.knobs = part(root, "knobs");
+      if (this.knobs) {
+        this.knobs.addEventListener("input", () => this.applyKnobs());
+        this.knobs.addEventListener("submit", (event) => {
+          event.preventDefault();
+          this.connect();
+        });
+        this.applyKnobs();
+      }
+    }
+
+    /** The URL to connect to: the tab's, with the knobs filled in as its query; shown at once. */
+    applyKnobs() {
+      const query = knobQuery(this.knobs);
+      const joiner = this.baseUrl.includes("?") ? "&" : "?";
+      this.url = query === "" ? this.baseUrl : this.baseUrl + joiner + query;
+      if (this.parts.url) {
+        this.parts.url.textContent = this.url;
+      }
     }
 
     protocols() {
@@ -80,7 +102,6 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
         this.showNotice("error", [code(twice), " is offered twice: name it once."]);
         return null;
       }
-      this.offered = names;
       if (this.chosen) {
         this.chosen.textContent = "…";
       }
@@ -92,20 +113,215 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
       if (this.chosen) {
         this.chosen.textContent = chosen || "none";
       }
+      // None chosen of an offer never opens in a browser (js/panel.js explains the failure).
       if (chosen) {
         this.note("info", "Subprotocol chosen by the server: " + chosen);
-      } else if (this.offered.length > 0) {
-        this.note("info", "The server chose none of the subprotocols offered");
+      }
+    }
+
+    didClose() {
+      if (this.chosen && !this.opened) {
+        this.chosen.textContent = "none";
       }
     }
 
     render(state, text) {
       super.render(state, text);
+      // The offer and the knobs are made when connecting: they cannot change while connected.
+      const fixed = state === "connecting" || state === "connected" || state === "closing";
       if (this.offer) {
-        // The offer is made when connecting: it cannot change while connected.
-        this.offer.disabled = state !== "disconnected";
+        this.offer.disabled = fixed;
+      }
+      if (this.knobs) {
+        for (const field of this.knobs.elements) {
+          field.disabled = fixed;
+        }
       }
     }
+  }
+
+  /**
+   * The query for the knobs' form: each named field with a value as name=value (the close
+   * reason's ":" left as typed), a ticked checkbox as its bare name ("drop"); "" for none.
+   */
+  function knobQuery(form) {
+    const pairs = [];
+    for (const field of form.elements) {
+      if (!field.name) {
+        continue;
+      }
+      if (field.type === "checkbox") {
+        if (field.checked) {
+          pairs.push(encodeURIComponent(field.name));
+        }
+        continue;
+      }
+      const value = field.value.trim();
+      if (value !== "") {
+        const encoded = encodeURIComponent(value).replace(/%3A/gi, ":");
+        pairs.push(encodeURIComponent(field.name) + "=" + encoded);
+      }
+    }
+    return pairs.join("&");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Inspect: what the server saw, from /inspect's JSON events (docs/protocol.md, "The
+  // inspector"). The handshake is a block of its own; every other event, the echoes of what
+  // this panel sends and the connection's end are rows of a table, at most MAX_INSPECT_ROWS.
+
+  const MAX_INSPECT_ROWS = 200;
+  const INSPECT_EVENTS = Object.freeze(["handshake", "frame", "pong", "close"]);
+
+  class InspectPanel extends ConnectionPanel {
+    constructor(root, options) {
+      super(root, { ...options, heartbeat: false, matchEchoes: true });
+      this.rows = part(root, "rows");
+      this.handshakeView = part(root, "handshake");
+      // The last handshake event, as sent: exposed for tests.
+      this.handshake = null;
+      const clear = part(root, "clear-rows");
+      if (clear) {
+        clear.addEventListener("click", () => this.rows.replaceChildren());
+      }
+    }
+
+    /** What the base panel would log: what this panel sends is a row; the rest is in the notice. */
+    note(direction, text) {
+      return direction === "sent" ? this.addRow({ event: "sent" }, { text: text }) : null;
+    }
+
+    received(data) {
+      const text = typeof data === "string" ? data : describeBinary(data);
+      const sent = this.takePending(text);
+      if (sent) {
+        this.addRow({ event: "echo" }, { text: text });
+        return;
+      }
+      const event = typeof data === "string" ? parseEvent(data) : null;
+      if (event === null) {
+        this.addRow({ event: "message" }, { text: text });
+      } else if (event.event === "handshake") {
+        this.showHandshake(event);
+      } else {
+        this.addRow(event, event.payload);
+      }
+    }
+
+    didClose() {
+      const closed = this.lastClose;
+      if (closed) {
+        this.addRow({ event: "closed", code: closed.code, reason: closed.reason });
+      }
+    }
+
+    onClose(socket, event) {
+      // The connection's end is a row too: its code and reason as this browser saw them.
+      this.lastClose = socket === this.socket && this.opened ? event : null;
+      super.onClose(socket, event);
+    }
+
+    /** One row: time, event, opcode, FIN, RSV1-3, masked, length, payload, rtt, close. */
+    addRow(event, payload) {
+      const yesNo = (value) => (value === true ? "yes" : value === false ? "no" : "");
+      const rsv = Array.isArray(event.rsv) ? event.rsv : [];
+      const hasClose = Number.isFinite(event.code);
+      const cells = [
+        formatTime(new Date()),
+        event.event,
+        event.opcode || "",
+        yesNo(event.fin),
+        yesNo(rsv[0]),
+        yesNo(rsv[1]),
+        yesNo(rsv[2]),
+        yesNo(event.masked),
+        Number.isFinite(event.length) ? formatCount(event.length) : "",
+        payloadText(payload, event),
+        Number.isFinite(event.rtt_ms) ? formatRtt(event.rtt_ms) : "",
+        hasClose ? String(event.code) + (event.reason ? " " + event.reason : "") : "",
+      ];
+      const row = document.createElement("tr");
+      row.dataset.event = event.event;
+      for (const text of cells) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        row.append(cell);
+      }
+      this.rows.append(row);
+      while (this.rows.childElementCount > MAX_INSPECT_ROWS) {
+        this.rows.firstElementChild.remove();
+      }
+      return row;
+    }
+
+    /** The handshake, readable: the request line, who, TLS, what was offered and chosen, headers. */
+    showHandshake(event) {
+      this.handshake = event;
+      const list = (values) => (Array.isArray(values) && values.length > 0 ? values.join(", ") : "none");
+      const client = event.client || {};
+      const facts = [
+        ["Method", event.method],
+        ["Path", event.path],
+        ["Query", event.query || "none"],
+        ["HTTP version", event.http_version],
+        ["Client", client.address + " port " + client.port],
+        ["TLS", event.tls ? "yes" : "no"],
+        ["Subprotocols offered", list(event.subprotocols_offered)],
+        ["Subprotocol chosen", event.subprotocol || "none"],
+        ["Extensions offered", list(event.extensions_offered)],
+        ["Extensions agreed", list(event.extensions)],
+      ];
+      const dl = document.createElement("dl");
+      dl.className = "handshake-facts";
+      for (const [name, value] of facts) {
+        const div = document.createElement("div");
+        const dt = document.createElement("dt");
+        dt.textContent = name;
+        const dd = document.createElement("dd");
+        dd.textContent = value;
+        div.append(dt, dd);
+        dl.append(div);
+      }
+      const headers = document.createElement("ol");
+      headers.className = "handshake-headers";
+      for (const pair of Array.isArray(event.headers) ? event.headers : []) {
+        const item = document.createElement("li");
+        const name = document.createElement("span");
+        name.className = "header-name";
+        name.textContent = String(pair[0]) + ": ";
+        item.append(name, String(pair[1]));
+        headers.append(item);
+      }
+      const title = document.createElement("h4");
+      title.textContent = "Headers, in the order sent";
+      this.handshakeView.replaceChildren(dl, title, headers);
+    }
+  }
+
+  /** An /inspect event from a text message, or null if it is not one. */
+  function parseEvent(text) {
+    try {
+      const value = JSON.parse(text);
+      const known = value !== null && typeof value === "object" && INSPECT_EVENTS.includes(value.event);
+      return known ? value : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  /** A payload for the table: text as it is, bytes as "hex: 01 02", cut ones with their size. */
+  function payloadText(payload, event) {
+    if (!payload || typeof payload !== "object") {
+      return "";
+    }
+    let shown = "";
+    if (typeof payload.text === "string") {
+      shown = payload.text;
+    } else if (typeof payload.hex === "string") {
+      shown = "hex: " + (payload.hex.match(/../g) || []).join(" ");
+    }
+    const cut = Number.isFinite(event.length) && Number.isFinite(event.payload_shown) && event.payload_shown < event.length;
+    return cut ? shown + " … (first " + event.payload_shown + " bytes)" : shown;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -567,6 +783,8 @@ echoPage.define("panels", ["format", "log", "panel", "chart"], function (page) {
 
   return {
     EchoPanel,
+    InspectPanel,
+    knobQuery,
     ChatPanel,
     FeedPanel,
     TickPanel,

@@ -17,16 +17,21 @@ echoPage.define("start", ["config", "panel", "panels", "tabs", "phone", "kiosk"]
 
   const { loadConfig, pathFromSearch, wsPortFromSearch, wsUrlFor, Tabs } = page;
   const { isKiosk, Kiosk, showPhoneLink } = page;
-  const { ConnectionPanel, EchoPanel, ChatPanel, TickPanel, LivePanel, StatsPanel } = page;
+  const { ConnectionPanel, EchoPanel, InspectPanel, ChatPanel, TickPanel, LivePanel } = page;
+  const { StatsPanel } = page;
 
   // The panel class for each tab; the tab's path is config.json's.
   const PANEL_CLASSES = Object.freeze({
     echo: EchoPanel,
+    inspect: InspectPanel,
     chat: ChatPanel,
     tick: TickPanel,
     live: LivePanel,
     stats: StatsPanel,
   });
+  // The tabs that reconnect by themselves at first (a checkbox on each panel says so): the
+  // feeds, which a person leaves open to watch; Echo and Chat only when asked.
+  const RECONNECTING_TABS = Object.freeze(["tick", "live", "stats"]);
 
   const panels = {};
   // {source, values}: where the configuration in use came from (config.json or the built-in
@@ -76,6 +81,7 @@ echoPage.define("start", ["config", "panel", "panels", "tabs", "phone", "kiosk"]
         url: wsUrlFor(location, port, paths[name]),
         closeCodes: config.close_codes,
         heartbeat: name === "echo",
+        reconnect: RECONNECTING_TABS.includes(name),
         routeNames: config.routes,
         ownConnections: ownConnections,
       });
