@@ -7,6 +7,7 @@ to a file, not a pipe, so a chatty server can never block on a full pipe nobody 
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -290,3 +291,14 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
             return
         time.sleep(0.05)
     raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+def publish_point(server: ServerProcess, series: str, body: str, timeout_s: float = 10.0) -> None:
+    """POST one point (`body`: a number or its JSON object) to `/publish/SERIES`; 200 or fail."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout_s)
+    try:
+        connection.request("POST", f"/publish/{series}", body=body.encode())
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+    finally:
+        connection.close()

@@ -9,7 +9,6 @@ Chromium, here, opens the page at that address.
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import re
@@ -24,19 +23,9 @@ from conftest import StartServer
 from netns import namespace_beside_this_one
 from PIL import Image
 from playwright.sync_api import Page, expect
-from support import ECHO_SERVER, ServerProcess, free_port
+from support import ECHO_SERVER, ServerProcess, free_port, publish_point
 
 TIMEOUT_S = 10.0
-
-
-def publish(ws_server: ServerProcess, series: str, body: str) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", ws_server.port, timeout=TIMEOUT_S)
-    try:
-        connection.request("POST", f"/publish/{series}", body=body.encode())
-        response = connection.getresponse()
-        assert response.status == 200, response.read()
-    finally:
-        connection.close()
 
 
 def card(name: str) -> str:
@@ -97,7 +86,9 @@ def test_published_series_are_drawn_each_on_its_chart_with_its_unit(
 ) -> None:
     # Published before the page opens: it gets the history at once.
     for value in ("20.5", "21", "21.5"):
-        publish(shared_ws_server, "greenhouse", json.dumps({"value": float(value), "unit": "°C"}))
+        publish_point(
+            shared_ws_server, "greenhouse", json.dumps({"value": float(value), "unit": "°C"})
+        )
     problems = Problems(page)
     open_page(page, shared_web_server, "#live")
     page.click("#live-connect")
@@ -106,8 +97,8 @@ def test_published_series_are_drawn_each_on_its_chart_with_its_unit(
     points = page.evaluate("window.echoPage.panels.live.series.greenhouse.points")
     assert [point["v"] for point in points[-3:]] == [20.5, 21, 21.5]
     # A new point while connected, and a second series.
-    publish(shared_ws_server, "greenhouse", "22.25")
-    publish(shared_ws_server, "door", "1")
+    publish_point(shared_ws_server, "greenhouse", "22.25")
+    publish_point(shared_ws_server, "door", "1")
     expect(page.locator(f'{card("greenhouse")} [data-role="value"]')).to_have_text("22.25 °C")
     expect(page.locator(f'{card("door")} [data-role="value"]')).to_have_text("1")
     expect(page.locator(".series-card").first).to_have_attribute("data-series", "demo")

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from conftest import StartServer
 from redis_server import RedisServer, require_redis_server, running_redis
-from support import ServerProcess, run_cli, wait_until
+from support import ServerProcess, publish_point, run_cli, wait_until
 from websockets.sync.client import ClientConnection, connect
 
 from echo_server import defaults
@@ -738,16 +738,6 @@ def test_a_follower_sent_a_4300_digit_tick_goes_on_sanely_when_it_comes_to_lead(
 
 
 # Published series, through Redis: every node delivers and keeps every point.
-
-
-def publish_point(server: ServerProcess, series: str, value: str) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT_S)
-    try:
-        connection.request("POST", f"/publish/{series}", body=value.encode())
-        response = connection.getresponse()
-        assert response.status == 200, response.read()
-    finally:
-        connection.close()
 
 
 def test_a_point_published_on_one_server_reaches_and_stays_on_every_server(

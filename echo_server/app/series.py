@@ -78,6 +78,19 @@ def load_json(text: str | bytes) -> Any:
         raise ValueError("nested too deeply") from None
 
 
+def load_json_object(data: str | bytes, max_bytes: int) -> dict[str, Any]:
+    """A message from elsewhere (Redis, a client) that must be a JSON object in text of at most
+    `max_bytes`; ValueError saying what it is instead."""
+    if not isinstance(data, str):
+        raise ValueError("not text")
+    if len(data) > max_bytes:
+        raise ValueError(f"over {max_bytes} bytes")
+    fields = load_json(data)
+    if not isinstance(fields, dict):
+        raise ValueError("not a JSON object")
+    return fields
+
+
 @dataclass(frozen=True, slots=True)
 class Point:
     """One value of one series, at a server time (Unix seconds)."""
@@ -105,13 +118,7 @@ class Point:
         Strict: text of at most SERIES_MAX_MESSAGE_BYTES, a JSON object, a series name, finite
         numbers, a short printable unit.
         """
-        if not isinstance(data, str):
-            raise ValueError("not text")
-        if len(data) > defaults.SERIES_MAX_MESSAGE_BYTES:
-            raise ValueError(f"over {defaults.SERIES_MAX_MESSAGE_BYTES} bytes")
-        fields = load_json(data)
-        if not isinstance(fields, dict):
-            raise ValueError("not a JSON object")
+        fields = load_json_object(data, defaults.SERIES_MAX_MESSAGE_BYTES)
         series = fields.get("series")
         if not isinstance(series, str):
             raise ValueError("no series name")

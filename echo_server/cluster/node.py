@@ -50,7 +50,7 @@ from typing import Protocol, TypeGuard
 from echo_server import defaults
 from echo_server.app.app import Fanout
 from echo_server.app.broadcast import CHAT, SERIES, STREAM, TICK
-from echo_server.app.series import Point, load_json
+from echo_server.app.series import Point, load_json, load_json_object
 from echo_server.cluster.redisbus import Limits, RedisBus, RedisLostError, Reply
 from echo_server.core.logthrottle import LogThrottle
 from echo_server.core.loop import Loop, Timer
@@ -169,13 +169,7 @@ def followed_number(data: str | bytes, name: str) -> int:
     ValueError if the message is not of that shape, or the number not an integer of 0 to 2**53:
     a follower that took a number of 4,300 digits would crash when it next produced one.
     """
-    if not isinstance(data, str):
-        raise ValueError("not text")
-    if len(data) > defaults.CLUSTER_MAX_FOLLOWED_BYTES:
-        raise ValueError(f"over {defaults.CLUSTER_MAX_FOLLOWED_BYTES} bytes")
-    message = load_json(data)
-    if not isinstance(message, dict):
-        raise ValueError("not a JSON object")
+    message = load_json_object(data, defaults.CLUSTER_MAX_FOLLOWED_BYTES)
     if not is_finite_number(message.get("time")):
         raise ValueError(f"time is {message.get('time')!r:.40}, not a number")
     return bounded_count(message.get(name), name)
