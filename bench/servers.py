@@ -6,14 +6,18 @@ prints it; the peers' wrappers in bench/servers/ print the same kind of line). A
 measured from outside through /proc/PID (resident memory, CPU time) and stopped by its PID.
 
 The peers are the plain simple-websocket-server 0.4.4 echo (the baseline echo_server is built
-on), an asyncio server on the `websockets` package (the reference every ratio is taken
-against), and Node's `ws` when `node` is installed (its package is installed into bench/node/
-with `npm ci` when missing). Not a process supervisor: nothing here restarts anything.
+on), an asyncio server on the `websockets` package (on asyncio's loop and on uvloop's), `picows`
+on uvloop (the fastest Python WebSocket server: the reference every judged ratio is taken
+against; websockets is the second), and Node's `ws` when `node` is installed (its package is
+installed into bench/node/ with `npm ci` when missing). picows and uvloop come with the `bench`
+extra (`make dev`); without them those peers are reported as not available, with the reason.
+Not a process supervisor: nothing here restarts anything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import resource
@@ -37,7 +41,9 @@ NODE_PACKAGES = ("ws", "bufferutil")
 READY_RE = re.compile(r"listening on ws://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
+# A server still closing its connections gracefully this long after SIGTERM (websockets waits
+# for every close handshake, which a flooded client cannot answer) is killed: it was measured.
+STOP_TIMEOUT_S = 3.0
 NPM_TIMEOUT_S = 180.0
 READY_POLL_S = 0.02
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -45,8 +51,11 @@ CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 ECHO_SERVER = "echo_server"
 SWS = "simple-websocket-server"
 WEBSOCKETS = "websockets"
+WEBSOCKETS_UVLOOP = "websockets uvloop"
+PICOWS = "picows"
 NODE_WS = "node ws"
-REFERENCE = WEBSOCKETS
+# The judged ratios are taken against these, in this order: the fastest Python peer first.
+REFERENCES = (PICOWS, WEBSOCKETS)
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,17 @@ def all_servers() -> list[ServerSpec]:
         python_server(
             WEBSOCKETS,
             [str(WRAPPERS / "websockets_echo.py"), "--host", HOST, "--port", "0"],
-            "websockets (asyncio), compression off: the reference, ratio 1.0",
+            "websockets on asyncio's loop, compression off: the second reference",
+        ),
+        python_server(
+            WEBSOCKETS_UVLOOP,
+            [str(WRAPPERS / "websockets_echo.py"), "--host", HOST, "--port", "0", "--uvloop"],
+            "websockets on uvloop's loop, compression off",
+        ),
+        python_server(
+            PICOWS,
+            [str(WRAPPERS / "picows_echo.py"), "--host", HOST, "--port", "0"],
+            "picows (Cython) on uvloop with aiofastnet's transport: the reference, ratio 1.0",
         ),
         ServerSpec(
             NODE_WS,
@@ -98,6 +117,28 @@ def all_servers() -> list[ServerSpec]:
             "Node ws, compression off: the fastest peer, shows the load generator's headroom",
         ),
     ]
+
+
+# The Python peers that need packages of the `bench` extra: (module, ...) each imports.
+NEEDS_MODULES = {WEBSOCKETS_UVLOOP: ("uvloop",), PICOWS: ("picows", "uvloop")}
+
+
+def python_peer_unavailable(name: str) -> str | None:
+    """Why the Python peer `name` cannot run here (a module of the `bench` extra is missing),
+    or None when it can."""
+    missing = [
+        module for module in NEEDS_MODULES.get(name, ()) if importlib.util.find_spec(module) is None
+    ]
+    if missing:
+        return f"{', '.join(missing)} not installed (pip install -e '.[bench]', or make dev)"
+    return None
+
+
+def unavailable(name: str) -> str | None:
+    """Why the server `name` cannot run here, or None when it can."""
+    if name == NODE_WS:
+        return node_ws_unavailable()
+    return python_peer_unavailable(name)
 
 
 def node_ws_unavailable(install: bool = True) -> str | None:
@@ -318,6 +359,9 @@ def versions() -> dict[str, str | None]:
         ECHO_SERVER: dist("echo_server"),
         SWS: dist("simple-websocket-server"),
         WEBSOCKETS: dist("websockets"),
+        PICOWS: dist("picows"),
+        "uvloop": dist("uvloop"),
+        "aiofastnet": dist("aiofastnet"),
         NODE_WS: ws_version,
         "node": node_version,
     }
