@@ -105,7 +105,7 @@ QUICK = Plan(
     fanout_duration_s=0.3,
     flood_warmup_s=0.2,
     flood_duration_s=1.0,
-    flood_probe_timeout_s=2.0,
+    flood_probe_timeout_s=0.5,
     open_timeout_s=20.0,
     delivery_timeout_s=5.0,
 )

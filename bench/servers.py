@@ -123,12 +123,10 @@ def all_servers() -> list[ServerSpec]:
 NEEDS_MODULES = {WEBSOCKETS_UVLOOP: ("uvloop",), PICOWS: ("picows", "uvloop")}
 
 
-def python_peer_unavailable(name: str) -> str | None:
-    """Why the Python peer `name` cannot run here (a module of the `bench` extra is missing),
-    or None when it can."""
-    missing = [
-        module for module in NEEDS_MODULES.get(name, ()) if importlib.util.find_spec(module) is None
-    ]
+def modules_missing(modules: Sequence[str]) -> str | None:
+    """Why a Python peer that imports `modules` cannot run here (some are not installed), or
+    None when it can."""
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
     if missing:
         return f"{', '.join(missing)} not installed (pip install -e '.[bench]', or make dev)"
     return None
@@ -138,7 +136,7 @@ def unavailable(name: str) -> str | None:
     """Why the server `name` cannot run here, or None when it can."""
     if name == NODE_WS:
         return node_ws_unavailable()
-    return python_peer_unavailable(name)
+    return modules_missing(NEEDS_MODULES.get(name, ()))
 
 
 def node_ws_unavailable(install: bool = True) -> str | None:
