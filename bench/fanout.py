@@ -260,6 +260,7 @@ def run_fanout(server: RunningServer, plan: FanoutPlan) -> dict[str, Any]:
         / plan.duration_s,
         "loadgen_processes": len(results) + 1,
         "server_cpu_cores": cpu["server"] / plan.duration_s,
+        "server_sys_cores": cpu["server_sys"] / plan.duration_s,
     }
 
 
@@ -288,8 +289,8 @@ def publish(
     publisher_fd = publisher.sock.fileno()
     completed = 0
     progress_at = time.monotonic()
-    cpu: dict[str, float] = {"server": 0.0, "loadgen": 0.0}
-    server_start: dict[int, float] | None = None
+    cpu: dict[str, float] = {"server": 0.0, "server_sys": 0.0, "loadgen": 0.0}
+    server_start: dict[int, tuple[float, float]] | None = None
     own_start = 0.0
 
     def send_up_to(count: int) -> None:
@@ -305,7 +306,7 @@ def publish(
         while True:
             now = time.monotonic()
             if server_start is None and now >= warm_at:
-                server_start = server.cpu_seconds_each()
+                server_start = server.cpu_times_each()
                 own_start = time.process_time()
             if now >= end_at:
                 break
@@ -331,8 +332,11 @@ def publish(
                     progress_at = message[2]
                     send_up_to(completed + plan.in_flight)
         if server_start is not None:
-            server_end = server.cpu_seconds_each()
-            cpu["server"] = sum(server_end[pid] - server_start.get(pid, 0.0) for pid in server_end)
+            server_end = server.cpu_times_each()
+            for pid, (user, system) in server_end.items():
+                user_start, system_start = server_start.get(pid, (0.0, 0.0))
+                cpu["server"] += user - user_start + system - system_start
+                cpu["server_sys"] += system - system_start
             cpu["loadgen"] = time.process_time() - own_start
     finally:
         poller.epoll.close()

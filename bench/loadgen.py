@@ -681,11 +681,15 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
         for pipe in pipes:
             pipe.send(("go", warm_at, end_at))
         wait_until(warm_at)
-        cpu_start = server.cpu_seconds_each()
+        cpu_start = server.cpu_times_each()
         wait_until(end_at)
-        cpu_end = server.cpu_seconds_each()
+        cpu_end = server.cpu_times_each()
         # Per process: with --workers, each worker's share shows the kernel spread the load.
-        server_cpu_each = [cpu_end[pid] - cpu_start.get(pid, 0.0) for pid in cpu_end]
+        spent = [
+            (end[0] - cpu_start.get(pid, (0.0, 0.0))[0], end[1] - cpu_start.get(pid, (0.0, 0.0))[1])
+            for pid, end in cpu_end.items()
+        ]
+        server_cpu_each = [user + system for user, system in spent]
         results = [expect(pipe, "result", plan.duration_s + 30.0)[1] for pipe in pipes]
     latencies = array("d")
     for result in results:
@@ -704,6 +708,8 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
         "loadgen_cpu_cores": cpu_s / plan.duration_s,
         "loadgen_processes": len(results),
         "server_cpu_cores": sum(server_cpu_each) / plan.duration_s,
+        # The part of it in the kernel (send, recv, epoll): the rest is the server's own code.
+        "server_sys_cores": sum(system for _, system in spent) / plan.duration_s,
         "server_cpu_cores_each": [round(cpu / plan.duration_s, 3) for cpu in server_cpu_each],
     }
 

@@ -3,9 +3,12 @@
 `python -m bench --profile DIR` starts `py-spy record` on each Python server's process just
 after the server is up and stops it when the scenario ends, so a profile covers opening the
 connections too (their functions are separate in it, and a short part of the time). py-spy
-samples from outside (`--nonblocking`: the process is never paused), aggregates by function,
-and leaves out samples where the server waits in its poller, so the shares are of the CPU
-time the server spent. Each profile is kept as py-spy's collapsed stacks
+samples the Python stack and the native one under it (`--native`), so a syscall shows as its
+libc function (`send`, `recv`, `epoll_wait`) under the Python function that made it; it leaves
+out samples where the server waits in its poller, so the shares are of the CPU time the server
+spent. It pauses the process for each sample: sampling without pausing (`--nonblocking`) reads
+a running stack, fails more often while Python code runs than while a syscall does, and so
+overstates the syscalls. Each profile is kept as py-spy's collapsed stacks
 (`SCENARIO-PATTERN-SERVER.txt`, for flamegraph.pl or speedscope) beside a summary of it
 (`.summary.txt`): the functions with the most samples of their own, and with the most in all.
 
@@ -15,6 +18,7 @@ and its figures are not comparable with an unprofiled one. py-spy comes with the
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -25,9 +29,10 @@ from pathlib import Path
 
 from bench.servers import RunningServer
 
-SAMPLES_PER_S = 250
+SAMPLES_PER_S = 200
 STOP_TIMEOUT_S = 20.0
 TOP_FUNCTIONS = 25
+LINE_RE = re.compile(r"(\([^():]*):\d+\)$")  # "f (file.py:12)" -> "f (file.py)"
 
 
 def py_spy() -> str | None:
@@ -83,7 +88,7 @@ class Profiler:
                 "record",
                 *("--pid", str(server.pid)),
                 *("--rate", str(SAMPLES_PER_S)),
-                "--nonblocking",
+                "--native",
                 "--function",
                 *("--format", "raw"),
                 *("--output", str(path)),
@@ -97,7 +102,8 @@ class Profiler:
 
 def summarise(collapsed: str, top: int = TOP_FUNCTIONS) -> str:
     """py-spy's collapsed stacks ("frame;frame;... COUNT" lines) as two tables: the functions
-    with the most samples of their own (self), and with the most in all (inclusive)."""
+    with the most samples of their own (self), and with the most in all (inclusive). A frame is
+    "function (file:line)"; the line is dropped, so that a function counts once."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
@@ -106,7 +112,7 @@ def summarise(collapsed: str, top: int = TOP_FUNCTIONS) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = stack.split(";")
+        frames = [LINE_RE.sub(r"\1)", frame) for frame in stack.split(";")]
         samples += count
         own[frames[-1]] += count
         for frame in set(frames):

@@ -74,7 +74,13 @@ CASES = (
     ),
     Case(FANOUT, None, "delivered_per_s", "msg/s"),
 )
-CASE_KEYS = ("latency_p50_ms", "latency_p99_ms", "server_cpu_cores", "loadgen_cpu_cores")
+CASE_KEYS = (
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "server_cpu_cores",
+    "server_sys_cores",
+    "loadgen_cpu_cores",
+)
 
 
 @dataclass(frozen=True)
@@ -431,6 +437,10 @@ def times(value: float | None) -> str:
     return f"{value:.2f}x" if value >= 0.1 else f"{value:.3f}x"
 
 
+def percent(part: float | None, whole: float | None) -> str:
+    return "n/a" if part is None or not whole else f"{100 * part / whole:.0f}%"
+
+
 def case_title(case: dict[str, Any], plan: dict[str, Any]) -> str:
     """What a case measured, in words."""
     scenario, pattern = case["scenario"], case["pattern"]
@@ -464,7 +474,8 @@ def case_lines(name: str, case: dict[str, Any], plan: dict[str, Any], refs: list
     lines = [
         "",
         f"[{name}] {case_title(case, plan)}",
-        f"{'server':<25}{unit:>12}{'p50 ms':>9}{'p99 ms':>9}{'srv CPU':>9}{'gen CPU':>9}"
+        f"{'server':<25}{unit:>12}{'p50 ms':>9}{'p99 ms':>9}{'srv CPU':>9}{'sys':>6}"
+        f"{'gen CPU':>9}"
         f"{unit.split('/')[0] + '/CPU-s':>14}"
         + "".join(f"{'vs ' + ref + ' cpu/raw':>24}" for ref in refs),
     ]
@@ -476,6 +487,7 @@ def case_lines(name: str, case: dict[str, Any], plan: dict[str, Any], refs: list
             f"{number(entry['latency_p50_ms'], 2):>9}",
             f"{number(entry['latency_p99_ms'], 2):>9}",
             f"{number(cores, 2) + flag:>9}",
+            f"{percent(entry['server_sys_cores'], cores):>6}",
             f"{number(entry['loadgen_cpu_cores'], 2):>9}",
             f"{number(entry['per_cpu'], digits):>14}",
         ]
@@ -514,8 +526,9 @@ def table(results: dict[str, Any]) -> str:
         "servers interleaved in each round.",
         "Judged: throughput per second of the server's own CPU (X/CPU-s), as 'vs REF cpu': times "
         f"that of {' and of '.join(refs)} (above 1 is better); 'raw' = the throughput ratio. "
-        f"CPU in cores of {results['machine']['nproc']}: srv = the server's processes, gen = "
-        f"the load generator's; '*' = the server used under {SATURATED_CORES} of a core (not "
+        f"CPU in cores of {results['machine']['nproc']}: srv = the server's processes (sys: "
+        "the share of it in the kernel: send, recv, epoll), gen = the load generator's; "
+        f"'*' = the server used under {SATURATED_CORES} of a core (not "
         "its own limit: its per-CPU ratio is still the judged one).",
     ]
     for name, case in results["cases"].items():

@@ -192,15 +192,21 @@ def rss_bytes(pid: int) -> int:
     return 0  # gone, or a zombie: it holds no memory
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of `pid` so far, from /proc/PID/stat (fields 14 and 15)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time of `pid` so far, from /proc/PID/stat (fields 14 and 15): the
+    system part is the time in the kernel (the syscalls: send, recv, epoll)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
-        return 0.0
+        return 0.0, 0.0
     # The command name, in parentheses, may hold spaces: count fields after it.
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+    return int(fields[11]) / CLOCK_TICKS_PER_S, int(fields[12]) / CLOCK_TICKS_PER_S
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of `pid` so far."""
+    return sum(cpu_times(pid))
 
 
 @dataclass
@@ -237,6 +243,10 @@ class RunningServer:
     def cpu_seconds_each(self) -> dict[int, float]:
         """CPU time so far of the process and of each of its children, by PID."""
         return {pid: cpu_seconds(pid) for pid in self.pids()}
+
+    def cpu_times_each(self) -> dict[int, tuple[float, float]]:
+        """(user, system) CPU time so far of the process and of each of its children, by PID."""
+        return {pid: cpu_times(pid) for pid in self.pids()}
 
     def cpu_seconds(self) -> float:
         """CPU time so far of the process and its children together (a child that has

@@ -194,13 +194,17 @@ def test_a_peer_whose_modules_are_missing_says_which_and_how_to_install_them() -
 
 
 def test_profile_summary_gives_each_functions_share_of_the_samples() -> None:
-    collapsed = "run (a.py:1);turn (a.py:5);send (b.py:9) 30\nrun (a.py:1);turn (a.py:5) 10\n"
+    collapsed = (
+        "run (a.py:1);turn (a.py:5);send (libc.so.6) 20\n"
+        "run (a.py:1);turn (a.py:5);send (libc.so.6) 10\n"
+        "run (a.py:1);turn (a.py:6) 10\n"
+    )
     summary = summarise(collapsed)
     assert "40 samples" in summary
     own, inclusive = summary.split("inclusive:")
-    assert "75.0%  send (b.py:9)" in own
-    assert "25.0%  turn (a.py:5)" in own
-    assert "100.0%  turn (a.py:5)" in inclusive
+    assert "75.0%  send (libc.so.6)" in own
+    assert "25.0%  turn (a.py)" in own  # one function, whatever line it was on
+    assert "100.0%  turn (a.py)" in inclusive
 
 
 def test_cluster_scenarios_are_skipped_without_echo_server() -> None:
