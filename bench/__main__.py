@@ -197,23 +197,26 @@ def measure(
     profiler: profile.Profiler | None = None,
 ) -> dict[str, Any]:
     """One scenario against a fresh process of one server; a failure is a result. With a
-    `profiler`, the server's process is sampled while the scenario runs."""
+    `profiler`, a Python server runs under cProfile (bench/profiled.py)."""
     head = {"pattern": pattern} if pattern else {}
+    if profiler is not None:
+        spec = profiler.wrap(spec, scenario, pattern)
     try:
         server = start_server(spec)
     except RuntimeError as error:
         return head | {"error": f"did not start: {error}"}
-    recording = profiler.start(server, scenario, pattern) if profiler else None
+    result: dict[str, Any] = {}
     try:
-        return head | scenario_runner(plan, scenario, pattern or loadgen.BATCHED)(server)
+        result = scenario_runner(plan, scenario, pattern or loadgen.BATCHED)(server)
+        return head | result
     except (loadgen.BenchError, OSError) as error:
         alive = server.alive()
         status = "" if alive else f" (server exited with status {server.exit_status()})"
         return head | {"error": f"{error}{status}"}
     finally:
-        if recording is not None:
-            recording.stop()
         server.stop()
+        if profiler is not None:
+            profiler.summarise(spec, result)
 
 
 def measure_layout(layout: cluster.Layout, plan: Plan) -> dict[str, Any]:
@@ -334,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         metavar="DIR",
         type=Path,
-        help="record each Python server's process with py-spy while each scenario runs; "
-        "the profiles (and a summary of each) go to DIR",
+        help="run each Python server under cProfile (bench/profiled.py); the profile of "
+        "each measurement, and a summary of it, go to DIR",
     )
     parser.add_argument(
         "--autobahn",
@@ -364,12 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     patterns = [name.strip() for name in args.patterns.split(",") if name.strip()]
     if not patterns or not set(patterns) <= set(loadgen.PATTERNS):
         parser.error(f"--patterns takes names from: {', '.join(loadgen.PATTERNS)}")
-    profiler = None
-    if args.profile is not None:
-        reason = profile.unavailable()
-        if reason is not None:
-            parser.error(f"--profile: {reason}")
-        profiler = profile.Profiler(args.profile)
+    profiler = profile.Profiler(args.profile) if args.profile is not None else None
 
     known = {spec.name: spec for spec in all_servers()}
     wanted = list(known) if args.servers is None else [n.strip() for n in args.servers.split(",")]

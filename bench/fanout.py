@@ -306,6 +306,7 @@ def publish(
         while True:
             now = time.monotonic()
             if server_start is None and now >= warm_at:
+                server.window(opens=True)
                 server_start = server.cpu_times_each()
                 own_start = time.process_time()
             if now >= end_at:
@@ -333,6 +334,7 @@ def publish(
                     send_up_to(completed + plan.in_flight)
         if server_start is not None:
             server_end = server.cpu_times_each()
+            server.window(opens=False)
             for pid, (user, system) in server_end.items():
                 user_start, system_start = server_start.get(pid, (0.0, 0.0))
                 cpu["server"] += user - user_start + system - system_start

@@ -681,9 +681,11 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
         for pipe in pipes:
             pipe.send(("go", warm_at, end_at))
         wait_until(warm_at)
+        server.window(opens=True)
         cpu_start = server.cpu_times_each()
         wait_until(end_at)
         cpu_end = server.cpu_times_each()
+        server.window(opens=False)
         # Per process: with --workers, each worker's share shows the kernel spread the load.
         spent = [
             (end[0] - cpu_start.get(pid, (0.0, 0.0))[0], end[1] - cpu_start.get(pid, (0.0, 0.0))[1])

@@ -1,126 +1,93 @@
-"""Where a server's time goes during a bench scenario: py-spy samples its process meanwhile.
+"""Where a server's time goes during a bench scenario (`python -m bench --profile DIR`).
 
-`python -m bench --profile DIR` starts `py-spy record` on each Python server's process just
-after the server is up and stops it when the scenario ends, so a profile covers opening the
-connections too (their functions are separate in it, and a short part of the time). py-spy
-samples the Python stack and the native one under it (`--native`), so a syscall shows as its
-libc function (`send`, `recv`, `epoll_wait`) under the Python function that made it; it leaves
-out samples where the server waits in its poller, so the shares are of the CPU time the server
-spent. It pauses the process for each sample: sampling without pausing (`--nonblocking`) reads
-a running stack, fails more often while Python code runs than while a syscall does, and so
-overstates the syscalls. Each profile is kept as py-spy's collapsed stacks
-(`SCENARIO-PATTERN-SERVER.txt`, for flamegraph.pl or speedscope) beside a summary of it
-(`.summary.txt`): the functions with the most samples of their own, and with the most in all.
+Each Python server is started under bench/profiled.py (cProfile inside its process), which is
+told when the measuring window of an echo or fan-out scenario opens and closes, so the profile
+covers that window only (other scenarios: the process's whole life). At the server's exit it
+writes the statistics (`SCENARIO-PATTERN-SERVER.prof`, pstats format: `python -m pstats`,
+snakeviz); this module adds a summary of each (`.summary.txt`): the functions with the most time
+of their own, with their calls per message and microseconds per message when the measurement
+counted messages, and their share of the profiled time. The C functions are apart from the
+Python ones that call them: `send`, `recv_into`, `poll` are the syscalls.
 
-It is a tool for reading the server's hot path, not a measurement: a profiled run is slower,
-and its figures are not comparable with an unprofiled one. py-spy comes with the `bench` extra.
+It is a tool for reading the server's hot path, not a measurement: cProfile's cost per call
+slows the server and inflates functions called often, so a profiled run's figures are not
+comparable with an unprofiled one, and its shares are to be read beside the calls. Node's ws
+is not profiled (it is not Python); picows' Cython code is one opaque callback.
 """
 
 from __future__ import annotations
 
-import re
-import shutil
-import signal
-import subprocess
+import pstats
 import sys
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from bench.servers import RunningServer
+from bench.servers import ServerSpec
 
-SAMPLES_PER_S = 200
-STOP_TIMEOUT_S = 20.0
-TOP_FUNCTIONS = 25
-LINE_RE = re.compile(r"(\([^():]*):\d+\)$")  # "f (file.py:12)" -> "f (file.py)"
-
-
-def py_spy() -> str | None:
-    """The py-spy program: beside this Python (the venv's), or on PATH."""
-    beside = Path(sys.executable).parent / "py-spy"
-    return str(beside) if beside.is_file() else shutil.which("py-spy")
-
-
-def unavailable() -> str | None:
-    """Why no profile can be recorded here, or None when one can."""
-    if py_spy() is None:
-        return "py-spy is not installed (pip install -e '.[bench]', or make dev)"
-    return None
-
-
-@dataclass
-class Recording:
-    """One py-spy process sampling one server; `stop` ends it and writes the summary."""
-
-    proc: subprocess.Popen[bytes]
-    path: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # py-spy writes what it has, then exits
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.path.is_file():
-            summary = summarise(self.path.read_text())
-            self.path.with_suffix(".summary.txt").write_text(summary)
+TOP_FUNCTIONS = 30
+# What a measurement counted, per scenario kind: the "per message" of the summary.
+MESSAGE_KEYS = ("messages", "deliveries")
 
 
 class Profiler:
-    """Starts a recording per (scenario, pattern, server) into `out`."""
+    """Runs Python servers under cProfile, one profile per (scenario, pattern, server)."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.program = py_spy()
 
-    def start(self, server: RunningServer, scenario: str, pattern: str | None) -> Recording | None:
-        """Sample `server`'s process, if it is a Python one (py-spy reads only CPython)."""
-        if self.program is None or server.spec.argv[0] != sys.executable:
-            return None
+    def path(self, scenario: str, pattern: str | None, server: str) -> Path:
+        name = "-".join(filter(None, [scenario, pattern, server]))
+        return self.out / (name.replace(" ", "_").replace("/", "_") + ".prof")
+
+    def wrap(self, spec: ServerSpec, scenario: str, pattern: str | None) -> ServerSpec:
+        """`spec` started under the profiler, if it is a Python server; else `spec` as it is."""
+        if spec.argv[0] != sys.executable:
+            return spec
         self.out.mkdir(parents=True, exist_ok=True)
-        name = "-".join(filter(None, [scenario, pattern, server.spec.name]))
-        path = self.out / (name.replace(" ", "_").replace("/", "_") + ".txt")
-        proc = subprocess.Popen(
-            [
-                self.program,
-                "record",
-                *("--pid", str(server.pid)),
-                *("--rate", str(SAMPLES_PER_S)),
-                "--native",
-                "--function",
-                *("--format", "raw"),
-                *("--output", str(path)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
+        path = self.path(scenario, pattern, spec.name)
+        path.unlink(missing_ok=True)
+        argv = (sys.executable, "-m", "bench.profiled", str(path), *spec.argv[1:])
+        return replace(spec, argv=argv, profiled=True)
+
+    def summarise(self, spec: ServerSpec, result: dict[str, Any]) -> None:
+        """Write the summary beside the profile the stopped server `spec` left, if any."""
+        if not spec.profiled:
+            return
+        path = Path(spec.argv[3])  # python -m bench.profiled PATH ...
+        if path.is_file():
+            messages = next((result[key] for key in MESSAGE_KEYS if result.get(key)), None)
+            path.with_suffix(".summary.txt").write_text(summarise(path, messages))
+
+
+def short(filename: str) -> str:
+    """A source file's path from its package on (site-packages/x/y.py -> x/y.py)."""
+    for marker in ("site-packages/", "/lib/python3", "wt-", "/work/"):
+        if marker in filename:
+            tail = filename.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker in ("/lib/python3", "wt-") else tail
+    return filename
+
+
+def summarise(path: Path, messages: int | None, top: int = TOP_FUNCTIONS) -> str:
+    """The functions with the most time of their own, as a table."""
+    stats: dict[Any, Any] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in stats.values())
+    if not total:
+        return "no calls profiled\n"
+    rows = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    per = f"per message ({messages:,} messages)" if messages else "(no message count)"
+    lines = [
+        f"{total:.3f} s profiled; the functions with most time of their own, {per}",
+        f"{'own %':>6} {'incl %':>7} {'calls':>10} {'calls/msg':>10} {'us/msg':>8}  function",
+    ]
+    for (filename, line, name), (_, calls, own, inclusive, _) in rows:
+        where = f"{short(filename)}:{line}" if line else "(C)"
+        per_message = (
+            f"{calls / messages:>10.2f} {own / messages * 1e6:>8.2f}" if messages else f"{'':>19}"
         )
-        return Recording(proc, path)
-
-
-def summarise(collapsed: str, top: int = TOP_FUNCTIONS) -> str:
-    """py-spy's collapsed stacks ("frame;frame;... COUNT" lines) as two tables: the functions
-    with the most samples of their own (self), and with the most in all (inclusive). A frame is
-    "function (file:line)"; the line is dropped, so that a function counts once."""
-    own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    samples = 0
-    for line in collapsed.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [LINE_RE.sub(r"\1)", frame) for frame in stack.split(";")]
-        samples += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            total[frame] += count
-    if not samples:
-        return "no samples\n"
-    lines = [f"{samples} samples (the server busy, not waiting in its poller)", "", "self:"]
-    lines += [f"{100 * n / samples:6.1f}%  {frame}" for frame, n in own.most_common(top)]
-    lines += ["", "inclusive:"]
-    lines += [f"{100 * n / samples:6.1f}%  {frame}" for frame, n in total.most_common(top)]
+        lines.append(
+            f"{100 * own / total:>6.1f} {100 * inclusive / total:>7.1f} {calls:>10,} "
+            f"{per_message}  {name} {where}"
+        )
     return "\n".join(lines) + "\n"

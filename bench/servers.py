@@ -65,6 +65,8 @@ class ServerSpec:
     name: str
     argv: tuple[str, ...]
     description: str
+    # Run under bench/profiled.py (`--profile`): told when the measuring window opens and closes.
+    profiled: bool = False
 
 
 def python_server(name: str, args: Sequence[str], description: str) -> ServerSpec:
@@ -252,6 +254,11 @@ class RunningServer:
         """CPU time so far of the process and its children together (a child that has
         exited, and was restarted, is not counted)."""
         return sum(self.cpu_seconds_each().values())
+
+    def window(self, opens: bool) -> None:
+        """The measuring window opens (or closes): a profiled server starts (stops) profiling."""
+        if self.spec.profiled and self.alive():
+            self.proc.send_signal(signal.SIGUSR1 if opens else signal.SIGUSR2)
 
     def stop(self) -> int:
         """SIGTERM, then SIGKILL if it has not exited in STOP_TIMEOUT_S; the exit status."""

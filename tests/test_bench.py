@@ -14,7 +14,9 @@ Run with `python -m pytest` from the repository (as `make test` does), so that `
 
 from __future__ import annotations
 
+import cProfile
 import json
+import pstats
 import select
 import socket
 import subprocess
@@ -193,18 +195,45 @@ def test_a_peer_whose_modules_are_missing_says_which_and_how_to_install_them() -
     assert modules_missing(["uvloop"]) is None
 
 
-def test_profile_summary_gives_each_functions_share_of_the_samples() -> None:
-    collapsed = (
-        "run (a.py:1);turn (a.py:5);send (libc.so.6) 20\n"
-        "run (a.py:1);turn (a.py:5);send (libc.so.6) 10\n"
-        "run (a.py:1);turn (a.py:6) 10\n"
+def test_profile_summary_counts_calls_per_message(tmp_path: Path) -> None:
+    def handle_one() -> int:
+        return sum(range(10))
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(50):
+        handle_one()
+    profiler.disable()
+    path = tmp_path / "run.prof"
+    profiler.dump_stats(path)
+    summary = summarise(path, messages=25)
+    (line,) = [line for line in summary.splitlines() if "handle_one" in line]
+    own, inclusive, calls, per_message = line.split()[:4]
+    assert (calls, per_message) == ("50", "2.00")
+    assert float(inclusive) >= float(own) > 0
+
+
+def test_profile_run_profiles_the_measuring_window_of_echo_server(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench", "--quick", "--no-chart"),
+            *("--servers", "echo_server", "--scenarios", "small", "--patterns", "batched"),
+            *("--out", str(tmp_path / "out"), "--profile", str(tmp_path / "prof")),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=QUICK_TIMEOUT_S,
+        check=False,
     )
-    summary = summarise(collapsed)
-    assert "40 samples" in summary
-    own, inclusive = summary.split("inclusive:")
-    assert "75.0%  send (libc.so.6)" in own
-    assert "25.0%  turn (a.py)" in own  # one function, whatever line it was on
-    assert "100.0%  turn (a.py)" in inclusive
+    assert done.returncode == 0, done.stderr
+    summary = (tmp_path / "prof" / "small-batched-echo_server.summary.txt").read_text()
+    assert "per message" in summary
+    # The window only: the handshakes happened before it opened.
+    assert "_receive" in summary
+    stats = pstats.Stats(str(tmp_path / "prof" / "small-batched-echo_server.prof"))
+    profiled = {name for _, _, name in stats.stats}  # type: ignore[attr-defined]
+    assert "parse_request" not in profiled
 
 
 def test_cluster_scenarios_are_skipped_without_echo_server() -> None:
