@@ -2,9 +2,10 @@
 
 Rounds interleave the servers (A B C D, A B C D, ...) so that a change in the machine's load
 during the run spreads over all of them instead of landing on one. The echo scenarios (small,
-active, large) run once per generator pattern (loadgen.PATTERNS: batched, per-message), each
-pattern over every server in turn. Each measurement gets a fresh
-server process, so no scenario inherits another's memory or connections. The cluster scenarios
+active, large) run once per generator pattern (report.PATTERNS: batched and per-message from
+the bench's generator, node from Node's ws client), each pattern over every server in turn.
+Each measurement gets a fresh server process, so no scenario inherits another's memory or
+connections. The cluster scenarios
 (bench/cluster.py) are echo_server's alone: their rounds run its variants (one worker and two;
 with and without Redis) instead of the peers. The report is the median over rounds; `--quick`
 is a smoke run (one round, short, small) that checks the bench works and writes its JSON.
@@ -25,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, fairness, fanout, loadgen, profile, report
+from bench import cluster, fairness, fanout, loadgen, nodegen, profile, report
 from bench.servers import (
     ECHO_SERVER,
     REFERENCES,
@@ -33,6 +34,7 @@ from bench.servers import (
     ServerSpec,
     all_servers,
     autobahn_timing,
+    node_ws_unavailable,
     raise_open_files_limit,
     start_server,
     unavailable,
@@ -140,6 +142,8 @@ def scenario_runner(
 ) -> Callable[[RunningServer], dict[str, Any]]:
     if scenario in (*ECHO, cluster.WORKERS):
         echo = echo_plan(plan, scenario, pattern)
+        if pattern == nodegen.NODE:
+            return lambda server: nodegen.run_echo_node(server, echo)
         return lambda server: loadgen.run_echo(server, echo)
     if scenario == fanout.FANOUT:
         fan = fanout.FanoutPlan(
@@ -237,7 +241,7 @@ def round_measurements(
     plan: Plan,
     servers: Sequence[ServerSpec],
     scenario: str,
-    patterns: Sequence[str] = loadgen.PATTERNS,
+    patterns: Sequence[str] = report.PATTERNS,
     profiler: profile.Profiler | None = None,
 ) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
     """What one round of `scenario` measures: (name in the report, measurement) pairs; an echo
@@ -269,7 +273,7 @@ def run(
     plan: Plan,
     servers: Sequence[ServerSpec],
     scenarios: Sequence[str],
-    patterns: Sequence[str] = loadgen.PATTERNS,
+    patterns: Sequence[str] = report.PATTERNS,
     profiler: profile.Profiler | None = None,
 ) -> list[dict[str, Any]]:
     """Every round, every scenario, every server in turn; the raw record of each run."""
@@ -329,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--patterns",
-        default=",".join(loadgen.PATTERNS),
+        default=",".join(report.PATTERNS),
         help="the generator patterns the echo scenarios run with: a subset of %(default)s",
     )
     parser.add_argument("--no-chart", action="store_true", help="write no latest.png")
@@ -365,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     patterns = [name.strip() for name in args.patterns.split(",") if name.strip()]
-    if not patterns or not set(patterns) <= set(loadgen.PATTERNS):
-        parser.error(f"--patterns takes names from: {', '.join(loadgen.PATTERNS)}")
+    if not patterns or not set(patterns) <= set(report.PATTERNS):
+        parser.error(f"--patterns takes names from: {', '.join(report.PATTERNS)}")
     profiler = profile.Profiler(args.profile) if args.profile is not None else None
 
     known = {spec.name: spec for spec in all_servers()}
@@ -384,6 +388,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not servers:
         progress("bench: no server to run")
         return 1
+    skipped_patterns: dict[str, str] = {}
+    if nodegen.NODE in patterns:
+        reason = node_ws_unavailable()
+        if reason is not None:
+            skipped_patterns[nodegen.NODE] = reason
+            progress(f"bench: generator pattern {nodegen.NODE} n/a: {reason}")
+    patterns = [pattern for pattern in patterns if pattern not in skipped_patterns]
     skipped = scenarios_skipped(scenarios, servers)
     for scenario, reason in skipped.items():
         progress(f"bench: scenario {scenario} n/a: {reason}")
@@ -413,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall_s=time.monotonic() - started,
         autobahn=autobahn,
         load_at_start=load_at_start,
+        patterns=patterns,
+        skipped_patterns=skipped_patterns,
     )
     print(report.table(results))
     out = args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)

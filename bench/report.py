@@ -35,7 +35,8 @@ from bench import fairness
 from bench.cluster import LAYOUTS, REDIS, WORKERS, redis_server_version, worker_specs
 from bench.cluster import SCENARIOS as CLUSTER_SCENARIOS
 from bench.fanout import FANOUT
-from bench.loadgen import BATCHED, PATTERNS, PER_MESSAGE
+from bench.loadgen import BATCHED, PER_MESSAGE
+from bench.nodegen import NODE
 from bench.servers import NODE_WS, ServerSpec, versions
 
 JSON_NAME = "latest.json"
@@ -44,9 +45,12 @@ KIB = 1024
 # A single-threaded server at this much CPU (in cores) is busy all the time: its own limit.
 SATURATED_CORES = 0.9
 LOG_TICKS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000)
+# The generator patterns every echo scenario runs with, in this order.
+PATTERNS = (BATCHED, PER_MESSAGE, NODE)
 PATTERN_MEANING = {
-    BATCHED: "batched: the messages due on a connection in one write (pre-built frames)",
-    PER_MESSAGE: "per-message: one write per message, as browsers and Node's ws send",
+    BATCHED: "batched: the bench's generator, the messages due on a connection in one write",
+    PER_MESSAGE: "per-message: the bench's generator, one write per message (as browsers send)",
+    NODE: "node: Node's ws client, one send per message (an independent generator)",
 }
 
 
@@ -363,6 +367,7 @@ def build(
     autobahn: dict[str, Any] | None,
     load_at_start: tuple[float, float, float],
     patterns: Sequence[str] = PATTERNS,
+    skipped_patterns: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything latest.json holds: the machine, the plan, the summaries and every raw run."""
     names = [spec.name for spec in servers]
@@ -394,6 +399,7 @@ def build(
         "versions": found_versions,
         "plan": plan,
         "patterns": {pattern: PATTERN_MEANING[pattern] for pattern in patterns},
+        "skipped_patterns": skipped_patterns or {},
         "references": list(references),
         "ratio_meaning": RATIO_MEANING,
         "servers": [
@@ -535,6 +541,8 @@ def table(results: dict[str, Any]) -> str:
         lines += case_lines(name, case, plan, refs)
     for name, reason in results["unavailable"].items():
         lines.append(f"{name}: n/a: {reason}")
+    for pattern, reason in results["skipped_patterns"].items():
+        lines.append(f"generator pattern {pattern}: n/a: {reason}")
     if any(
         results["summary"][name][f"{figure.scenario}_runs"]
         for name in results["summary"]
