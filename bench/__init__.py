@@ -12,10 +12,10 @@ The judged figure is throughput per second of the server's own CPU.
     python -m bench            # the full run, about forty minutes; writes bench/results/latest.*
     python -m bench --quick    # a smoke run in about a minute
 
-Modules: `loadgen` (the load generator), `nodegen` (the node pattern), `fanout` and `fairness` (their scenarios), `cluster`
-(echo_server's cluster rows), `servers` (starting and probing the servers), `report` (table,
-JSON, chart), `profile` and `profiled` (`--profile`: cProfile inside the servers). bench/servers/
-holds the peers' small server programs.
+Modules: `loadgen` (the load generator), `nodegen` (the node pattern), `fanout` and
+`fairness` (their scenarios), `cluster` (echo_server's cluster rows), `servers` (starting and
+probing the servers), `report` (table, JSON, chart), `profile` and `profiled` (`--profile`:
+cProfile inside the servers). bench/servers/ holds the peers' small server programs.
 
 It is not part of echo_server and not a test suite: it asserts nothing about speed.
 """
