@@ -97,6 +97,12 @@ class Connection:
     # `frame_received` as it arrives (a flag checked per frame; nothing else costs).
     report_frames: ClassVar[bool] = False
 
+    # A handler that sends every message back unchanged, and does nothing else with it, sets
+    # this (Echo, without fault knobs): messages that arrive whole in one short frame are then
+    # echoed by the frame reader into one buffer, queued once per read, and `handle()` is not
+    # called for them (see FrameReader.feed). Never with compression agreed or frames reported.
+    echoes = False
+
     def __init__(self, server: Host, sock: socket.socket, address: Any, request: Request) -> None:
         self.server = server
         self.client = sock  # upstream's name for the socket
@@ -349,11 +355,25 @@ class Connection:
 
     def _receive(self, data: bytes | memoryview) -> None:
         """Parse a slice of what was received (at most FRAMES_PER_TURN frames) and handle it."""
+        reader = self._reader
+        echo = (
+            bytearray()
+            if self.echoes and self._deflater is None and self.phase is Phase.OPEN
+            else None
+        )
         try:
-            events = self._reader.feed(data, defaults.FRAMES_PER_TURN)
+            events = reader.feed(data, defaults.FRAMES_PER_TURN, echo)
         except ProtocolError as error:
             self._fail(error.code, error.reason)
             return
+        if echo:
+            # Each echo is a 2-byte header and the payload: count what send_frame counts.
+            echoed = reader.echoed
+            stats = self.server.stats
+            stats.messages_in += echoed
+            stats.messages_out += echoed
+            stats.bytes_out += len(echo) - 2 * echoed
+            self._queue(echo)
         for event in events:
             if self.phase is Phase.CLOSED or self.phase is Phase.DRAINING:
                 return
