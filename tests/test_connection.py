@@ -415,3 +415,28 @@ def test_an_echo_with_invalid_utf8_after_good_ones_is_closed_with_1007(inproc: H
     assert received[0] == (Opcode.TEXT, b"fine")
     assert received[1][0] == Opcode.CLOSE
     assert int.from_bytes(received[1][1][:2], "big") == CloseCode.INVALID_FRAME_PAYLOAD_DATA
+
+
+def test_echoes_the_kernel_cannot_take_at_once_are_queued_and_arrive_in_order(
+    inproc: Harness,
+) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
+    # Small socket buffers both ways, so that the kernel soon takes only part of a send.
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    (connection,) = server.connections.values()
+    connection.client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    count = 1_000  # 130 KB of echoes: far more than those buffers hold while nobody reads
+    frames = [client_frame(Opcode.BINARY, b"%05d" % i + b"." * 120) for i in range(count)]
+    pending = b"".join(frames)
+    for _ in range(MAX_TURNS):
+        if not pending:
+            break
+        try:
+            pending = pending[client.sock.send(pending) :]
+        except BlockingIOError:
+            pass
+        server.loop.run_once(0.001)
+    assert not pending
+    received = received_within(server, client, count)
+    assert [payload[:5] for _, payload in received] == [b"%05d" % i for i in range(count)]
