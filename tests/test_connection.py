@@ -5,6 +5,7 @@ handshake.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import zlib
@@ -432,10 +433,8 @@ def test_echoes_the_kernel_cannot_take_at_once_are_queued_and_arrive_in_order(
     for _ in range(MAX_TURNS):
         if not pending:
             break
-        try:
+        with contextlib.suppress(BlockingIOError):
             pending = pending[client.sock.send(pending) :]
-        except BlockingIOError:
-            pass
         server.loop.run_once(0.001)
     assert not pending
     received = received_within(server, client, count)
