@@ -1,8 +1,11 @@
 """`python -m bench` (`make bench`): run every scenario against every server, interleaved.
 
 Rounds interleave the servers (A B C D, A B C D, ...) so that a change in the machine's load
-during the run spreads over all of them instead of landing on one. Each measurement gets a fresh
-server process, so no scenario inherits another's memory or connections. The cluster scenarios
+during the run spreads over all of them instead of landing on one. The echo scenarios (small,
+active, large) run once per generator pattern (report.PATTERNS: batched and per-message from
+the bench's generator, node from Node's ws client), each pattern over every server in turn.
+Each measurement gets a fresh server process, so no scenario inherits another's memory or
+connections. The cluster scenarios
 (bench/cluster.py) are echo_server's alone: their rounds run its variants (one worker and two;
 with and without Redis) instead of the peers. The report is the median over rounds; `--quick`
 is a smoke run (one round, short, small) that checks the bench works and writes its JSON.
@@ -23,10 +26,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, compression, fairness, loadgen, report
+from bench import cluster, compression, fairness, fanout, loadgen, nodegen, profile, report
 from bench.servers import (
     ECHO_SERVER,
-    REFERENCE,
+    REFERENCES,
     RunningServer,
     ServerSpec,
     all_servers,
@@ -34,15 +37,18 @@ from bench.servers import (
     node_ws_unavailable,
     raise_open_files_limit,
     start_server,
+    unavailable,
 )
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 MIB = 1024 * 1024
 SMALL = "small"
+ACTIVE = "active"
 LARGE = "large"
 IDLE = "idle"
 BROADCAST = "broadcast"
-PER_SERVER = (SMALL, LARGE, IDLE, BROADCAST)
+ECHO = (SMALL, ACTIVE, LARGE)  # each runs once per generator pattern
+PER_SERVER = (SMALL, ACTIVE, LARGE, IDLE, BROADCAST, *fanout.SCENARIOS)
 SCENARIOS = (*PER_SERVER, *fairness.SCENARIOS, *compression.SCENARIOS, *cluster.SCENARIOS)
 # Scenarios run fewer rounds than the others (plan.idle_rounds): each opens 10,000 connections.
 FEWER_ROUNDS = (IDLE, compression.DEFLATE_IDLE)
@@ -59,6 +65,9 @@ class Plan:
     small_in_flight: int = 8
     small_bytes: int = 32
     small_duration_s: float = 3.0
+    active_connections: int = 1_000
+    active_in_flight: int = 1
+    active_duration_s: float = 3.0
     large_bytes: int = MIB
     large_in_flight: int = 2
     large_duration_s: float = 3.0
@@ -69,6 +78,10 @@ class Plan:
     broadcast_subscribers: int = 1_000
     broadcast_messages: int = 20
     broadcast_warmup_messages: int = 2
+    fanout_subscribers: int = 1_000
+    fanout_in_flight: int = 8
+    fanout_duration_s: float = 3.0
+    fanout_sample_every: int = 10
     flood_subscribers: int = 100
     flood_warmup_s: float = 0.5
     flood_duration_s: float = 3.0
@@ -80,9 +93,11 @@ class Plan:
 
 QUICK = Plan(
     rounds=1,
-    warmup_s=0.2,
-    small_duration_s=0.8,
-    large_duration_s=1.0,
+    warmup_s=0.1,
+    small_duration_s=0.3,
+    active_connections=200,
+    active_duration_s=0.3,
+    large_duration_s=0.3,
     idle_connections=500,
     idle_sample=50,
     idle_sample_rounds=2,
@@ -90,41 +105,61 @@ QUICK = Plan(
     broadcast_subscribers=100,
     broadcast_messages=5,
     broadcast_warmup_messages=1,
+    fanout_subscribers=100,
+    fanout_duration_s=0.3,
     flood_warmup_s=0.2,
     flood_duration_s=1.0,
-    flood_probe_timeout_s=2.0,
+    flood_probe_timeout_s=0.5,
     open_timeout_s=20.0,
     delivery_timeout_s=5.0,
 )
 
 
-def scenario_runner(plan: Plan, scenario: str) -> Callable[[RunningServer], dict[str, Any]]:
-    if scenario in (SMALL, cluster.WORKERS):
-        small = loadgen.EchoPlan(
-            "/",
-            plan.small_connections,
-            plan.small_in_flight,
-            loadgen.OP_TEXT,
-            plan.small_bytes,
+def echo_plan(plan: Plan, scenario: str, pattern: str) -> loadgen.EchoPlan:
+    """The load of one echo scenario (small, active, large; "workers" is the small one)."""
+    connections, in_flight, opcode, size, duration_s = {
+        SMALL: (plan.small_connections, plan.small_in_flight, loadgen.OP_TEXT, plan.small_bytes,
+                plan.small_duration_s),
+        ACTIVE: (plan.active_connections, plan.active_in_flight, loadgen.OP_TEXT,
+                 plan.small_bytes, plan.active_duration_s),
+        LARGE: (1, plan.large_in_flight, loadgen.OP_BINARY, plan.large_bytes,
+                plan.large_duration_s),
+    }[SMALL if scenario == cluster.WORKERS else scenario]  # fmt: skip
+    return loadgen.EchoPlan(
+        "/",
+        connections,
+        in_flight,
+        opcode,
+        size,
+        plan.warmup_s,
+        duration_s,
+        plan.processes,
+        plan.open_timeout_s,
+        pattern,
+    )
+
+
+def scenario_runner(
+    plan: Plan, scenario: str, pattern: str = loadgen.BATCHED
+) -> Callable[[RunningServer], dict[str, Any]]:
+    if scenario in (*ECHO, cluster.WORKERS):
+        echo = echo_plan(plan, scenario, pattern)
+        if pattern == nodegen.NODE:
+            return lambda server: nodegen.run_echo_node(server, echo)
+        return lambda server: loadgen.run_echo(server, echo)
+    if scenario == fanout.FANOUT:
+        fan = fanout.FanoutPlan(
+            "/chat",
+            plan.fanout_subscribers,
+            plan.fanout_in_flight,
             plan.warmup_s,
-            plan.small_duration_s,
+            plan.fanout_duration_s,
             plan.processes,
+            plan.fanout_sample_every,
             plan.open_timeout_s,
+            plan.delivery_timeout_s,
         )
-        return lambda server: loadgen.run_echo(server, small)
-    if scenario == LARGE:
-        large = loadgen.EchoPlan(
-            "/",
-            1,
-            plan.large_in_flight,
-            loadgen.OP_BINARY,
-            plan.large_bytes,
-            plan.warmup_s,
-            plan.large_duration_s,
-            plan.processes,
-            plan.open_timeout_s,
-        )
-        return lambda server: loadgen.run_echo(server, large)
+        return lambda server: fanout.run_fanout(server, fan)
     if scenario == IDLE:
         idle = loadgen.IdlePlan(
             plan.idle_connections,
@@ -160,20 +195,34 @@ def broadcast_plan(plan: Plan) -> loadgen.BroadcastPlan:
     )
 
 
-def measure(spec: ServerSpec, scenario: str, plan: Plan) -> dict[str, Any]:
-    """One scenario against a fresh process of one server; a failure is a result."""
+def measure(
+    spec: ServerSpec,
+    scenario: str,
+    plan: Plan,
+    pattern: str | None = None,
+    profiler: profile.Profiler | None = None,
+) -> dict[str, Any]:
+    """One scenario against a fresh process of one server; a failure is a result. With a
+    `profiler`, a Python server runs under cProfile (bench/profiled.py)."""
+    head = {"pattern": pattern} if pattern else {}
+    if profiler is not None:
+        spec = profiler.wrap(spec, scenario, pattern)
     try:
         server = start_server(spec)
     except RuntimeError as error:
-        return {"error": f"did not start: {error}"}
+        return head | {"error": f"did not start: {error}"}
+    result: dict[str, Any] = {}
     try:
-        return scenario_runner(plan, scenario)(server)
+        result = scenario_runner(plan, scenario, pattern or loadgen.BATCHED)(server)
+        return head | result
     except (loadgen.BenchError, OSError) as error:
         alive = server.alive()
         status = "" if alive else f" (server exited with status {server.exit_status()})"
-        return {"error": f"{error}{status}"}
+        return head | {"error": f"{error}{status}"}
     finally:
         server.stop()
+        if profiler is not None:
+            profiler.summarise(spec, result)
 
 
 def measure_layout(layout: cluster.Layout, plan: Plan) -> dict[str, Any]:
@@ -191,9 +240,14 @@ def measure_layout(layout: cluster.Layout, plan: Plan) -> dict[str, Any]:
 
 
 def round_measurements(
-    plan: Plan, servers: Sequence[ServerSpec], scenario: str
+    plan: Plan,
+    servers: Sequence[ServerSpec],
+    scenario: str,
+    patterns: Sequence[str] = report.PATTERNS,
+    profiler: profile.Profiler | None = None,
 ) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
-    """What one round of `scenario` measures: (name in the report, measurement) pairs."""
+    """What one round of `scenario` measures: (name in the report, measurement) pairs; an echo
+    scenario once per pattern, every server in turn."""
     if scenario == cluster.REDIS:
         return [(layout.name, partial(measure_layout, layout, plan)) for layout in cluster.LAYOUTS]
     if scenario in compression.SCENARIOS:
@@ -208,13 +262,21 @@ def round_measurements(
             plan.delivery_timeout_s,
         )
         return compression.round_measurements(deflate, servers, scenario)
+    if scenario in ECHO:
+        return [
+            (spec.name, partial(measure, spec, scenario, plan, pattern, profiler))
+            for pattern in patterns
+            for spec in servers
+        ]
     if scenario == cluster.WORKERS:
         specs = cluster.worker_specs()
     elif scenario == fairness.FLOOD:
         specs = fairness.flood_specs(servers)
+    elif scenario == fanout.FANOUT:
+        specs = fanout.fanout_specs(servers)
     else:
         specs = list(servers)
-    return [(spec.name, partial(measure, spec, scenario, plan)) for spec in specs]
+    return [(spec.name, partial(measure, spec, scenario, plan, None, profiler)) for spec in specs]
 
 
 def progress(text: str) -> None:
@@ -222,7 +284,11 @@ def progress(text: str) -> None:
 
 
 def run(
-    plan: Plan, servers: Sequence[ServerSpec], scenarios: Sequence[str]
+    plan: Plan,
+    servers: Sequence[ServerSpec],
+    scenarios: Sequence[str],
+    patterns: Sequence[str] = report.PATTERNS,
+    profiler: profile.Profiler | None = None,
 ) -> list[dict[str, Any]]:
     """Every round, every scenario, every server in turn; the raw record of each run."""
     runs: list[dict[str, Any]] = []
@@ -230,7 +296,8 @@ def run(
         for scenario in scenarios:
             if scenario in FEWER_ROUNDS and round_index >= plan.idle_rounds:
                 continue
-            for name, measurement in round_measurements(plan, servers, scenario):
+            measurements = round_measurements(plan, servers, scenario, patterns, profiler)
+            for name, measurement in measurements:
                 started = time.monotonic()
                 result = measurement()
                 record = {"round": round_index + 1, "scenario": scenario, "server": name}
@@ -258,7 +325,8 @@ def scenarios_skipped(scenarios: Sequence[str], servers: Sequence[ServerSpec]) -
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark echo_server against simple-websocket-server, websockets, node ws.",
+        description="Benchmark echo_server against picows, websockets, simple-websocket-server "
+        "and node ws.",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: one short round")
     parser.add_argument(
@@ -277,7 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of %(default)s"
     )
+    parser.add_argument(
+        "--patterns",
+        default=",".join(report.PATTERNS),
+        help="the generator patterns the echo scenarios run with: a subset of %(default)s",
+    )
     parser.add_argument("--no-chart", action="store_true", help="write no latest.png")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="run each Python server under cProfile (bench/profiled.py); the profile of "
+        "each measurement, and a summary of it, go to DIR",
+    )
     parser.add_argument(
         "--autobahn",
         metavar="CASES",
@@ -302,22 +382,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(scenarios) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    patterns = [name.strip() for name in args.patterns.split(",") if name.strip()]
+    if not patterns or not set(patterns) <= set(report.PATTERNS):
+        parser.error(f"--patterns takes names from: {', '.join(report.PATTERNS)}")
+    profiler = profile.Profiler(args.profile) if args.profile is not None else None
 
     known = {spec.name: spec for spec in all_servers()}
     wanted = list(known) if args.servers is None else [n.strip() for n in args.servers.split(",")]
     if any(name not in known for name in wanted):
         parser.error(f"--servers takes names from: {', '.join(known)}")
-    unavailable: dict[str, str] = {}
-    if "node ws" in wanted:
-        reason = node_ws_unavailable()
+    not_here: dict[str, str] = {}
+    for name in wanted:
+        reason = unavailable(name)
         if reason is not None:
-            unavailable["node ws"] = reason
-    servers = [known[name] for name in wanted if name not in unavailable]
-    for name, reason in unavailable.items():
+            not_here[name] = reason
+    servers = [known[name] for name in wanted if name not in not_here]
+    for name, reason in not_here.items():
         progress(f"bench: {name} n/a: {reason}")
     if not servers:
         progress("bench: no server to run")
         return 1
+    skipped_patterns: dict[str, str] = {}
+    if nodegen.NODE in patterns:
+        reason = node_ws_unavailable()
+        if reason is not None:
+            skipped_patterns[nodegen.NODE] = reason
+            progress(f"bench: generator pattern {nodegen.NODE} n/a: {reason}")
+    patterns = [pattern for pattern in patterns if pattern not in skipped_patterns]
     skipped = scenarios_skipped(scenarios, servers)
     for scenario, reason in skipped.items():
         progress(f"bench: scenario {scenario} n/a: {reason}")
@@ -330,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     load_at_start = os.getloadavg()
     started = time.monotonic()
-    runs = run(plan, servers, scenarios)
+    runs = run(plan, servers, scenarios, patterns, profiler)
     autobahn = (
         {spec.name: autobahn_timing(spec, args.autobahn) for spec in servers}
         if args.autobahn
@@ -340,18 +431,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan=asdict(plan),
         quick=args.quick,
         servers=servers,
-        unavailable=unavailable,
+        unavailable=not_here,
         skipped=skipped,
         runs=runs,
-        reference=REFERENCE,
+        references=REFERENCES,
         wall_s=time.monotonic() - started,
         autobahn=autobahn,
         load_at_start=load_at_start,
+        patterns=patterns,
+        skipped_patterns=skipped_patterns,
     )
     print(report.table(results))
     out = args.out or (DEFAULT_OUT / "quick" if args.quick else DEFAULT_OUT)
     json_path = report.write_json(results, out)
     progress(f"bench: wrote {json_path}")
+    if profiler is not None:
+        progress(f"bench: profiles in {profiler.out}")
     if not args.no_chart:
         chart = report.write_chart(results, out)
         progress(f"bench: wrote {chart}" if isinstance(chart, Path) else f"bench: {chart}")

@@ -8,12 +8,18 @@ copying their payloads (a run of same-size echoes is checked with two slice comp
 loop), and the connections are spread over several processes. Each process reports its own CPU
 time, so the report can show how much of the machine the generator used.
 
-Three kinds of scenario, each a function that takes a running server and a plan and returns
-raw numbers: `run_echo` (pipelined echoes: 32-byte text on 50 connections, or 1 MiB binary on
-one), `run_idle` (many idle connections: memory, time to open, a sample still echoing) and
-`run_broadcast` (one chat message at a time to many subscribers, on one server or spread over
-the nodes of a cluster). Worker processes talk to the coordinating process over pipes; all
-timestamps are `time.monotonic()`, one clock for every process on Linux.
+Four kinds of scenario, each a function that takes a running server and a plan and returns
+raw numbers: `run_echo` (pipelined echoes: 32-byte text on 50 or 1,000 connections, or 1 MiB
+binary on one), `run_idle` (many idle connections: memory, time to open, a sample still
+echoing), `run_broadcast` (one chat message at a time to many subscribers, on one server or
+spread over the nodes of a cluster) and `run_fanout` (a publisher keeping chat messages in
+flight to many subscribers: deliveries per second). Worker processes talk to the coordinating
+process over pipes; all timestamps are `time.monotonic()`, one clock for every process on Linux.
+
+The echo scenarios write in one of two patterns (PATTERNS): "batched", the messages that are due
+on a connection concatenated into one write (one `send()` for all the echoes a read brought
+back), and "per-message", one `send()` per message, as browsers and Node's `ws` write: each
+message its own syscall and, with TCP_NODELAY (set on every socket), its own TCP segment.
 
 Not a WebSocket client library: handshake responses are checked for "101" only, and server
 frames are parsed only as far as counting messages and answering pings needs.
@@ -59,6 +65,9 @@ WORKER_START_TIMEOUT_S = 30.0
 WORKER_STOP_TIMEOUT_S = 10.0
 SELECT_SLICE_S = 0.1
 LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger {on, 0 seconds}: close() sends a reset
+BATCHED = "batched"
+PER_MESSAGE = "per-message"
+PATTERNS = (BATCHED, PER_MESSAGE)
 
 
 class BenchError(Exception):
@@ -497,6 +506,7 @@ class EchoJob:
     opcode: int
     payload_bytes: int
     open_timeout_s: float
+    pattern: str
 
 
 def echo_worker(pipe: Connection, job: EchoJob) -> None:
@@ -515,7 +525,10 @@ def echo_worker(pipe: Connection, job: EchoJob) -> None:
         command = pipe.recv()
         if command[0] == "go" and not opened.failed:
             _, warm_at, end_at = command
-            pipe.send(("result", drive_echo(opened.peers, frame, job.in_flight, warm_at, end_at)))
+            drive = drive_echo(
+                opened.peers, frame, job.in_flight, warm_at, end_at, pattern=job.pattern
+            )
+            pipe.send(("result", drive))
         for peer in opened.peers:
             abort(peer.sock)
 
@@ -536,15 +549,28 @@ class Epoll:
 
 
 def drive_echo(
-    peers: list[Peer], frame: bytes, in_flight: int, warm_at: float, end_at: float
+    peers: list[Peer],
+    frame: bytes,
+    in_flight: int,
+    warm_at: float,
+    end_at: float,
+    *,
+    pattern: str = BATCHED,
 ) -> dict[str, Any]:
     """Keep `in_flight` messages outstanding on every peer until `end_at`; count from `warm_at`.
 
     Each echo is matched to its message in order (per connection), so its round trip is the
     time since that message was handed to the kernel. Messages sent together share one
     timestamp, kept once per batch, so the bookkeeping costs per wake-up, not per message.
+    `pattern` is how the messages due are written: BATCHED, in one write; PER_MESSAGE, one
+    write each.
     """
-    batches = [frame * count for count in range(in_flight + 1)]
+    if pattern == BATCHED:
+        batches = [[frame * count] for count in range(in_flight + 1)]
+    elif pattern == PER_MESSAGE:
+        batches = [[frame] * count for count in range(in_flight + 1)]
+    else:
+        raise ValueError(f"unknown pattern {pattern!r}")
     buffer = bytearray(RECV_BUFFER_BYTES)
     view = memoryview(buffer)
     latencies = array("d")
@@ -559,7 +585,8 @@ def drive_echo(
         for fd, peer in by_fd.items():
             poller.epoll.register(fd, select.EPOLLIN)
             peer.sent_at.append([now, in_flight])
-            peer.write(batches[in_flight], poller)
+            for data in batches[in_flight]:
+                peer.write(data, poller)
         while True:
             now = time.monotonic()
             if now >= end_at:
@@ -595,7 +622,8 @@ def drive_echo(
                         batch[1] -= taken
                     left -= taken
                 sent_at.append([now, count])
-                peer.write(batches[count], poller)
+                for data in batches[count]:
+                    peer.write(data, poller)
     finally:
         poller.epoll.close()
     cpu_s = time.process_time() - cpu_start if measuring else 0.0
@@ -618,6 +646,7 @@ class EchoPlan:
     duration_s: float
     processes: int
     open_timeout_s: float
+    pattern: str = BATCHED
 
 
 def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
@@ -633,6 +662,7 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
                 plan.opcode,
                 plan.payload_bytes,
                 plan.open_timeout_s,
+                plan.pattern,
             ),
         )
         for count in split(plan.connections, plan.processes)
@@ -651,11 +681,17 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
         for pipe in pipes:
             pipe.send(("go", warm_at, end_at))
         wait_until(warm_at)
-        cpu_start = server.cpu_seconds_each()
+        server.window(opens=True)
+        cpu_start = server.cpu_times_each()
         wait_until(end_at)
-        cpu_end = server.cpu_seconds_each()
+        cpu_end = server.cpu_times_each()
+        server.window(opens=False)
         # Per process: with --workers, each worker's share shows the kernel spread the load.
-        server_cpu_each = [cpu_end[pid] - cpu_start.get(pid, 0.0) for pid in cpu_end]
+        spent = [
+            (end[0] - cpu_start.get(pid, (0.0, 0.0))[0], end[1] - cpu_start.get(pid, (0.0, 0.0))[1])
+            for pid, end in cpu_end.items()
+        ]
+        server_cpu_each = [user + system for user, system in spent]
         results = [expect(pipe, "result", plan.duration_s + 30.0)[1] for pipe in pipes]
     latencies = array("d")
     for result in results:
@@ -665,6 +701,7 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
     received_bytes = sum(result["received_bytes"] for result in results)
     cpu_s = sum(result["cpu_s"] for result in results)
     return {
+        "pattern": plan.pattern,
         "messages": received,
         "messages_per_s": received / plan.duration_s,
         "mb_per_s": received_bytes / plan.duration_s / 1e6,
@@ -673,6 +710,8 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
         "loadgen_cpu_cores": cpu_s / plan.duration_s,
         "loadgen_processes": len(results),
         "server_cpu_cores": sum(server_cpu_each) / plan.duration_s,
+        # The part of it in the kernel (send, recv, epoll): the rest is the server's own code.
+        "server_sys_cores": sum(system for _, system in spent) / plan.duration_s,
         "server_cpu_cores_each": [round(cpu / plan.duration_s, 3) for cpu in server_cpu_each],
     }
 

@@ -6,14 +6,18 @@ prints it; the peers' wrappers in bench/servers/ print the same kind of line). A
 measured from outside through /proc/PID (resident memory, CPU time) and stopped by its PID.
 
 The peers are the plain simple-websocket-server 0.4.4 echo (the baseline echo_server is built
-on), an asyncio server on the `websockets` package (the reference every ratio is taken
-against), and Node's `ws` when `node` is installed (its package is installed into bench/node/
-with `npm ci` when missing). Not a process supervisor: nothing here restarts anything.
+on), an asyncio server on the `websockets` package (on asyncio's loop and on uvloop's), `picows`
+on uvloop (the fastest Python WebSocket server: the reference every judged ratio is taken
+against; websockets is the second), and Node's `ws` when `node` is installed (its package is
+installed into bench/node/ with `npm ci` when missing). picows and uvloop come with the `bench`
+extra (`make dev`); without them those peers are reported as not available, with the reason.
+Not a process supervisor: nothing here restarts anything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import resource
@@ -37,7 +41,9 @@ NODE_PACKAGES = ("ws", "bufferutil")
 READY_RE = re.compile(r"listening on ws://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
+# A server still closing its connections gracefully this long after SIGTERM (websockets waits
+# for every close handshake, which a flooded client cannot answer) is killed: it was measured.
+STOP_TIMEOUT_S = 3.0
 NPM_TIMEOUT_S = 180.0
 READY_POLL_S = 0.02
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -45,8 +51,11 @@ CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 ECHO_SERVER = "echo_server"
 SWS = "simple-websocket-server"
 WEBSOCKETS = "websockets"
+WEBSOCKETS_UVLOOP = "websockets uvloop"
+PICOWS = "picows"
 NODE_WS = "node ws"
-REFERENCE = WEBSOCKETS
+# The judged ratios are taken against these, in this order: the fastest Python peer first.
+REFERENCES = (PICOWS, WEBSOCKETS)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,8 @@ class ServerSpec:
     name: str
     argv: tuple[str, ...]
     description: str
+    # Run under bench/profiled.py (`--profile`): told when the measuring window opens and closes.
+    profiled: bool = False
 
 
 def python_server(name: str, args: Sequence[str], description: str) -> ServerSpec:
@@ -90,7 +101,17 @@ def all_servers() -> list[ServerSpec]:
         python_server(
             WEBSOCKETS,
             [str(WRAPPERS / "websockets_echo.py"), "--host", HOST, "--port", "0"],
-            "websockets (asyncio), compression off: the reference, ratio 1.0",
+            "websockets on asyncio's loop, compression off: the second reference",
+        ),
+        python_server(
+            WEBSOCKETS_UVLOOP,
+            [str(WRAPPERS / "websockets_echo.py"), "--host", HOST, "--port", "0", "--uvloop"],
+            "websockets on uvloop's loop, compression off",
+        ),
+        python_server(
+            PICOWS,
+            [str(WRAPPERS / "picows_echo.py"), "--host", HOST, "--port", "0"],
+            "picows (Cython) on uvloop with aiofastnet's transport: the reference, ratio 1.0",
         ),
         ServerSpec(
             NODE_WS,
@@ -98,6 +119,26 @@ def all_servers() -> list[ServerSpec]:
             "Node ws, compression off: the fastest peer, shows the load generator's headroom",
         ),
     ]
+
+
+# The Python peers that need packages of the `bench` extra: (module, ...) each imports.
+NEEDS_MODULES = {WEBSOCKETS_UVLOOP: ("uvloop",), PICOWS: ("picows", "uvloop")}
+
+
+def modules_missing(modules: Sequence[str]) -> str | None:
+    """Why a Python peer that imports `modules` cannot run here (some are not installed), or
+    None when it can."""
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed (pip install -e '.[bench]', or make dev)"
+    return None
+
+
+def unavailable(name: str) -> str | None:
+    """Why the server `name` cannot run here, or None when it can."""
+    if name == NODE_WS:
+        return node_ws_unavailable()
+    return modules_missing(NEEDS_MODULES.get(name, ()))
 
 
 def node_ws_unavailable(install: bool = True) -> str | None:
@@ -153,15 +194,21 @@ def rss_bytes(pid: int) -> int:
     return 0  # gone, or a zombie: it holds no memory
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of `pid` so far, from /proc/PID/stat (fields 14 and 15)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time of `pid` so far, from /proc/PID/stat (fields 14 and 15): the
+    system part is the time in the kernel (the syscalls: send, recv, epoll)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
-        return 0.0
+        return 0.0, 0.0
     # The command name, in parentheses, may hold spaces: count fields after it.
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+    return int(fields[11]) / CLOCK_TICKS_PER_S, int(fields[12]) / CLOCK_TICKS_PER_S
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of `pid` so far."""
+    return sum(cpu_times(pid))
 
 
 @dataclass
@@ -199,10 +246,19 @@ class RunningServer:
         """CPU time so far of the process and of each of its children, by PID."""
         return {pid: cpu_seconds(pid) for pid in self.pids()}
 
+    def cpu_times_each(self) -> dict[int, tuple[float, float]]:
+        """(user, system) CPU time so far of the process and of each of its children, by PID."""
+        return {pid: cpu_times(pid) for pid in self.pids()}
+
     def cpu_seconds(self) -> float:
         """CPU time so far of the process and its children together (a child that has
         exited, and was restarted, is not counted)."""
         return sum(self.cpu_seconds_each().values())
+
+    def window(self, opens: bool) -> None:
+        """The measuring window opens (or closes): a profiled server starts (stops) profiling."""
+        if self.spec.profiled and self.alive():
+            self.proc.send_signal(signal.SIGUSR1 if opens else signal.SIGUSR2)
 
     def stop(self) -> int:
         """SIGTERM, then SIGKILL if it has not exited in STOP_TIMEOUT_S; the exit status."""
@@ -318,6 +374,9 @@ def versions() -> dict[str, str | None]:
         ECHO_SERVER: dist("echo_server"),
         SWS: dist("simple-websocket-server"),
         WEBSOCKETS: dist("websockets"),
+        PICOWS: dist("picows"),
+        "uvloop": dist("uvloop"),
+        "aiofastnet": dist("aiofastnet"),
         NODE_WS: ws_version,
         "node": node_version,
     }

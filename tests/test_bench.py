@@ -1,19 +1,27 @@
 """The benchmark harness (bench/) runs end to end: `python -m bench --quick` against real servers.
 
-One quick run (a smoke run: one short round, 500 idle connections, 100 subscribers, and the
-cluster rows: one worker and two, a broadcast through a real redis-server) is shared by the
-end-to-end tests of this module. They check that the bench ran and recorded what it promises,
+One quick run (a smoke run: one short round, every echo scenario with both generator patterns,
+200 active connections, 500 idle ones, 100 subscribers, and the cluster rows: one worker and
+two, a broadcast through a real redis-server) is shared by the end-to-end tests of this module.
+They check that the bench ran and recorded what it promises (every case has throughput,
+latency, the server's CPU and the generator's, and the per-CPU ratios to picows and websockets),
 never how fast anything was: speed depends on the machine, and on whatever else it is doing.
-The load generator's frame counter, which every figure rests on, is pinned first.
+The load generator's frame counter, which every figure rests on, is pinned first, then the two
+ways it writes.
 
 Run with `python -m pytest` from the repository (as `make test` does), so that `bench` imports.
 """
 
 from __future__ import annotations
 
+import cProfile
 import json
+import pstats
+import select
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,28 +32,45 @@ from hypothesis import strategies as st
 from redis_server import require_redis_server
 from support import REPO
 
-from bench.__main__ import PER_SERVER, scenarios_skipped
+from bench.__main__ import ECHO, PER_SERVER, QUICK, round_measurements, scenarios_skipped
 from bench.cluster import LAYOUTS, worker_specs
 from bench.compression import CLIENT_WINDOW_BITS, MESSAGE, compressed_frame
+from bench.fanout import fanout_specs
 from bench.loadgen import (
+    BATCHED,
     OP_BINARY,
     OP_PING,
     OP_TEXT,
+    PER_MESSAGE,
     FrameReader,
+    Peer,
     broadcast_targets,
     client_frame,
+    drive_echo,
     length_header,
     mask,
     server_frame_head,
 )
-from bench.servers import all_servers
+from bench.profile import summarise
+from bench.report import CASES, PATTERNS, Case, case_runs
+from bench.servers import PICOWS, REFERENCES, all_servers, modules_missing
 from echo_server.protocol.deflate import Inflater
 from echo_server.protocol.frames import FrameReader as ServerFrameReader
 from echo_server.protocol.frames import Message
 
 QUICK_TIMEOUT_S = 240.0
-FOUR_FIGURES = ("messages_per_s", "mb_per_s", "bytes_per_connection", "broadcast_ms")
 ALWAYS_THERE = ("echo_server", "simple-websocket-server", "websockets")
+CASE_FIGURES = (
+    "throughput",
+    "per_cpu",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "server_cpu_cores",
+    "loadgen_cpu_cores",
+)
+LESS_IS_BETTER = ("bytes_per_connection", "broadcast_ms")
+IN_FLIGHT = 5
+WRITE_WINDOW_S = 0.05
 
 
 def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
@@ -118,7 +143,100 @@ def test_client_frames_are_masked_and_unmask_to_the_payload() -> None:
     assert mask(frame[14:], key) == payload
 
 
+# How the generator writes: the two patterns, on a real socket pair that keeps each write whole.
+
+
+def writes_of_first_fill(pattern: str) -> list[bytes]:
+    """What drive_echo writes first (IN_FLIGHT messages), as the writes the other end got."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        ours.setblocking(False)
+        frame = client_frame(OP_TEXT, b"x" * 32)
+        now = time.monotonic()
+        peer = Peer(ours, FrameReader())
+        drive_echo([peer], frame, IN_FLIGHT, now, now + WRITE_WINDOW_S, pattern=pattern)
+        writes = []
+        while select.select([theirs], [], [], 0)[0]:
+            writes.append(theirs.recv(65536))
+        return writes
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_batched_pattern_writes_the_messages_due_at_once() -> None:
+    frame = client_frame(OP_TEXT, b"x" * 32)
+    assert writes_of_first_fill(BATCHED) == [frame * IN_FLIGHT]
+
+
+def test_per_message_pattern_writes_each_message_on_its_own() -> None:
+    frame = client_frame(OP_TEXT, b"x" * 32)
+    assert writes_of_first_fill(PER_MESSAGE) == [frame] * IN_FLIGHT
+
+
 # Which scenarios run.
+
+
+def test_every_echo_scenario_runs_with_both_patterns_over_every_server() -> None:
+    servers = all_servers()
+    for scenario in ECHO:
+        names = [name for name, _ in round_measurements(QUICK, servers, scenario)]
+        assert names == [spec.name for spec in servers] * len(PATTERNS)
+
+
+def test_fanout_runs_echo_server_without_its_chat_rate_limit() -> None:
+    specs = {spec.name: spec for spec in fanout_specs(all_servers())}
+    assert "--rate-limit" in specs["echo_server"].argv
+    assert set(specs) == {spec.name for spec in all_servers()}
+
+
+def test_a_peer_whose_modules_are_missing_says_which_and_how_to_install_them() -> None:
+    reason = modules_missing(["uvloop", "no_such_module_for_the_bench"])
+    assert reason is not None
+    assert reason.startswith("no_such_module_for_the_bench not installed")
+    assert "bench" in reason
+    assert modules_missing(["uvloop"]) is None
+
+
+def test_profile_summary_counts_calls_per_message(tmp_path: Path) -> None:
+    def handle_one() -> int:
+        return sum(range(10))
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(50):
+        handle_one()
+    profiler.disable()
+    path = tmp_path / "run.prof"
+    profiler.dump_stats(path)
+    summary = summarise(path, messages=25)
+    (line,) = [line for line in summary.splitlines() if "handle_one" in line]
+    own, inclusive, calls, per_message = line.split()[:4]
+    assert (calls, per_message) == ("50", "2.00")
+    assert float(inclusive) >= float(own) > 0
+
+
+def test_profile_run_profiles_the_measuring_window_of_echo_server(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench", "--quick", "--no-chart"),
+            *("--servers", "echo_server", "--scenarios", "small", "--patterns", "batched"),
+            *("--out", str(tmp_path / "out"), "--profile", str(tmp_path / "prof")),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=QUICK_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = (tmp_path / "prof" / "small-batched-echo_server.summary.txt").read_text()
+    assert "per message" in summary
+    # The window only: the handshakes happened before it opened.
+    assert "_receive" in summary
+    stats = pstats.Stats(str(tmp_path / "prof" / "small-batched-echo_server.prof"))
+    profiled = {name for _, _, name in stats.stats}  # type: ignore[attr-defined]
+    assert "parse_request" not in profiled
 
 
 def test_cluster_scenarios_are_skipped_without_echo_server() -> None:
@@ -158,28 +276,114 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
     return QuickRun(done, out, results)
 
 
-def test_quick_run_has_all_four_figures_for_every_server_that_ran(quick_run: QuickRun) -> None:
-    ran = [server["name"] for server in quick_run.results["servers"]]
-    missing = {
-        name: [key for key in FOUR_FIGURES if quick_run.results["summary"][name][key] is None]
-        for name in ran
-    }
-    assert {name: keys for name, keys in missing.items() if keys} == {}, quick_run.done.stderr
+def case_by_name(name: str) -> Case:
+    (case,) = [case for case in CASES if case.name == name]
+    return case
+
+
+def ran(quick_run: QuickRun) -> list[str]:
+    return [server["name"] for server in quick_run.results["servers"]]
+
+
+def patterns_run(quick_run: QuickRun) -> list[str]:
+    return list(quick_run.results["patterns"])
+
+
+def test_every_generator_pattern_either_ran_or_says_why_not(quick_run: QuickRun) -> None:
+    skipped = quick_run.results["skipped_patterns"]
+    assert sorted([*patterns_run(quick_run), *skipped]) == sorted(PATTERNS)
+    # The bench's own generator needs nothing more than Python.
+    assert {BATCHED, PER_MESSAGE} <= set(patterns_run(quick_run))
+
+
+def test_quick_run_has_every_case_with_every_pattern(quick_run: QuickRun) -> None:
+    expected = [case.name for case in CASES if case.pattern in (None, *patterns_run(quick_run))]
+    assert list(quick_run.results["cases"]) == expected
+
+
+def test_every_case_has_every_figure_for_every_server_that_ran(quick_run: QuickRun) -> None:
+    missing = {}
+    for case_name, case in quick_run.results["cases"].items():
+        for server in ran(quick_run):
+            keys = [key for key in CASE_FIGURES if case["servers"][server][key] is None]
+            runs = case_runs(quick_run.results["runs"], case_by_name(case_name), server)
+            if runs and all(run.get("messages") == 0 for run in runs):
+                # A server too slow to finish one 1 MiB echo in the short window has a rate
+                # (the bytes it sent) and CPU, but no latency: no message came back.
+                keys = [key for key in keys if not key.startswith("latency")]
+            if keys:
+                missing[case_name, server] = keys
+    assert missing == {}, quick_run.done.stderr
+
+
+def test_idle_and_broadcast_have_figures_for_every_server_that_ran(quick_run: QuickRun) -> None:
+    summary = quick_run.results["summary"]
+    missing = [
+        (server, key)
+        for server in ran(quick_run)
+        for key in LESS_IS_BETTER
+        if summary[server][key] is None
+    ]
+    assert missing == [], quick_run.done.stderr
 
 
 def test_quick_run_includes_echo_server_and_the_python_peers(quick_run: QuickRun) -> None:
-    ran = {server["name"] for server in quick_run.results["servers"]}
-    assert set(ALWAYS_THERE) <= ran
+    assert set(ALWAYS_THERE) <= set(ran(quick_run))
 
 
-def test_node_ws_either_ran_or_says_why_not(quick_run: QuickRun) -> None:
-    ran = {server["name"] for server in quick_run.results["servers"]}
-    assert ("node ws" in ran) != ("node ws" in quick_run.results["unavailable"])
+def test_picows_and_node_ws_either_ran_or_say_why_not(quick_run: QuickRun) -> None:
+    for name in (PICOWS, "websockets uvloop", "node ws"):
+        assert (name in ran(quick_run)) != (name in quick_run.results["unavailable"]), name
 
 
-def test_websockets_is_the_reference_with_ratio_one(quick_run: QuickRun) -> None:
-    assert quick_run.results["reference"] == "websockets"
-    assert quick_run.results["ratios"]["websockets"] == dict.fromkeys(FOUR_FIGURES, 1.0)
+def test_judged_ratios_are_per_cpu_against_picows_and_websockets(quick_run: QuickRun) -> None:
+    results = quick_run.results
+    assert results["references"] == list(REFERENCES) == ["picows", "websockets"]
+    for case in results["cases"].values():
+        for server, entry in case["servers"].items():
+            for reference in REFERENCES:
+                if reference not in case["servers"]:
+                    continue
+                base = case["servers"][reference]
+                found = entry["ratios"][reference]
+                assert found["per_cpu"] == pytest.approx(entry["per_cpu"] / base["per_cpu"])
+                assert found["raw"] == pytest.approx(entry["throughput"] / base["throughput"])
+                if server == reference:
+                    assert found == {"per_cpu": 1.0, "raw": 1.0}
+
+
+def test_per_cpu_figure_is_throughput_over_the_servers_cpu(quick_run: QuickRun) -> None:
+    for run in quick_run.results["runs"]:
+        if run["scenario"] == "small" and "error" not in run:
+            assert run["server_cpu_cores"] > 0, run
+    small = quick_run.results["cases"][f"small {BATCHED}"]["servers"]["echo_server"]
+    # One round: the medians are that round's figures.
+    assert small["per_cpu"] == pytest.approx(small["throughput"] / small["server_cpu_cores"])
+
+
+def test_servers_under_a_full_core_are_flagged(quick_run: QuickRun) -> None:
+    flagged = [
+        (case_name, server)
+        for case_name, case in quick_run.results["cases"].items()
+        for server, entry in case["servers"].items()
+        if not entry["saturated"]
+    ]
+    assert len(quick_run.results["unsaturated"]) == len(flagged)
+    assert all(
+        quick_run.results["cases"][case_name]["servers"][server]["server_cpu_cores"] < 0.9
+        for case_name, server in flagged
+    )
+
+
+def test_fanout_counts_deliveries_to_every_subscriber(quick_run: QuickRun) -> None:
+    (fanout,) = [
+        run
+        for run in quick_run.results["runs"]
+        if run["scenario"] == "fanout" and run["server"] == "echo_server"
+    ]
+    assert fanout["subscribers"] == QUICK.fanout_subscribers
+    assert fanout["deliveries"] > 0
+    assert fanout["latency_samples"] > 0
 
 
 def test_json_records_the_machine_the_date_and_the_versions(quick_run: QuickRun) -> None:
@@ -190,6 +394,9 @@ def test_json_records_the_machine_the_date_and_the_versions(quick_run: QuickRun)
     assert results["date"][:2] == "20"
     assert results["versions"]["websockets"]
     assert results["versions"]["simple-websocket-server"] == "0.4.4"
+    if PICOWS in ran(quick_run):
+        assert results["versions"]["picows"]
+        assert results["versions"]["uvloop"]
 
 
 def test_json_keeps_every_raw_run(quick_run: QuickRun) -> None:
@@ -197,7 +404,11 @@ def test_json_keeps_every_raw_run(quick_run: QuickRun) -> None:
     runs = quick_run.results["runs"]
     per_server = [run for run in runs if run["scenario"] in PER_SERVER]
     assert {run["scenario"] for run in per_server} == set(PER_SERVER)
-    assert len(per_server) == 4 * servers
+    # Each echo scenario once per pattern, the others once.
+    ran = patterns_run(quick_run)
+    assert len(per_server) == (len(ECHO) * len(ran) + len(PER_SERVER) - len(ECHO)) * servers
+    patterns = {(run["scenario"], run.get("pattern")) for run in per_server}
+    assert {(scenario, pattern) for scenario in ECHO for pattern in ran} <= patterns
     assert [run["server"] for run in runs if run["scenario"] == "workers"] == [
         spec.name for spec in worker_specs()
     ]
@@ -267,6 +478,12 @@ def test_flood_row_shows_the_rate_limit_closing_the_flooder(quick_run: QuickRun)
 def test_terminal_table_names_every_server(quick_run: QuickRun) -> None:
     for server in quick_run.results["servers"]:
         assert server["name"] in quick_run.done.stdout
+
+
+def test_terminal_table_says_which_pattern_each_figure_is(quick_run: QuickRun) -> None:
+    for case in CASES:
+        assert f"[{case.name}]" in quick_run.done.stdout
+    assert "one write per message" in quick_run.done.stdout
 
 
 def test_chart_is_written_when_matplotlib_is_installed(quick_run: QuickRun) -> None:

@@ -5,6 +5,7 @@ handshake.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import zlib
@@ -14,6 +15,7 @@ from inprocess import MAX_TURNS, Client, Harness, client_frame, next_frames, tur
 from support import upgrade_request
 
 from echo_server import defaults
+from echo_server.app.echo import Echo
 from echo_server.app.routes import ROUTES
 from echo_server.core.connection import Connection
 from echo_server.core.server import Server
@@ -352,3 +354,88 @@ def test_with_compression_off_an_offer_gets_no_extension(inproc: Harness) -> Non
     ((opcode, payload),) = next_frames(server, client, "the close")
     assert opcode == Opcode.CLOSE
     assert int.from_bytes(payload[:2], "big") == CloseCode.PROTOCOL_ERROR
+
+
+# The echo fast path (Connection.echoes): plain echoes skip handle(), nothing else changes.
+
+
+def received_within(server: Server, client: Client, count: int) -> list[tuple[int, bytes]]:
+    """Run turns until `client` has `count` frames; return them."""
+    received: list[tuple[int, bytes]] = []
+
+    def arrived() -> bool:
+        received.extend(client.frames())
+        return len(received) >= count
+
+    turns(server, arrived, what=f"{count} frames")
+    return received
+
+
+def test_plain_echoes_are_counted_in_the_statistics(inproc: Harness) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
+    before_in, before_out = server.stats.messages_in, server.stats.messages_out
+    bytes_before = server.stats.bytes_out
+    client.send(b"".join(client_frame(Opcode.TEXT, b"%d" % i) for i in range(10)))
+    assert received_within(server, client, 10) == [(Opcode.TEXT, b"%d" % i) for i in range(10)]
+    assert server.stats.messages_in - before_in == 10
+    assert server.stats.messages_out - before_out == 10
+    assert server.stats.bytes_out - bytes_before == 10  # payload bytes, as send_frame counts
+
+
+def test_an_echo_subclass_that_overrides_handle_is_called_for_every_message(
+    inproc: Harness,
+) -> None:
+    class Shout(Echo):
+        def handle(self) -> None:
+            assert isinstance(self.data, str)
+            self.send_message(self.data.upper())
+
+    server = inproc.core_server({"/": Shout})
+    client = inproc.connect(server, "/")
+    client.send(client_frame(Opcode.TEXT, b"hey") + client_frame(Opcode.TEXT, b"you"))
+    assert received_within(server, client, 2) == [(Opcode.TEXT, b"HEY"), (Opcode.TEXT, b"YOU")]
+
+
+def test_echoes_read_with_a_close_go_out_before_the_answer_to_it(inproc: Harness) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
+    close = client_frame(Opcode.CLOSE, (1000).to_bytes(2, "big"))
+    client.send(client_frame(Opcode.TEXT, b"last") + close)
+    assert received_within(server, client, 2) == [
+        (Opcode.TEXT, b"last"),
+        (Opcode.CLOSE, (1000).to_bytes(2, "big")),
+    ]
+
+
+def test_an_echo_with_invalid_utf8_after_good_ones_is_closed_with_1007(inproc: Harness) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
+    client.send(client_frame(Opcode.TEXT, b"fine") + client_frame(Opcode.TEXT, b"\xff"))
+    received = received_within(server, client, 2)
+    assert received[0] == (Opcode.TEXT, b"fine")
+    assert received[1][0] == Opcode.CLOSE
+    assert int.from_bytes(received[1][1][:2], "big") == CloseCode.INVALID_FRAME_PAYLOAD_DATA
+
+
+def test_echoes_the_kernel_cannot_take_at_once_are_queued_and_arrive_in_order(
+    inproc: Harness,
+) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
+    # Small socket buffers both ways, so that the kernel soon takes only part of a send.
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    (connection,) = server.connections.values()
+    connection.client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    count = 1_000  # 130 KB of echoes: far more than those buffers hold while nobody reads
+    frames = [client_frame(Opcode.BINARY, b"%05d" % i + b"." * 120) for i in range(count)]
+    pending = b"".join(frames)
+    for _ in range(MAX_TURNS):
+        if not pending:
+            break
+        with contextlib.suppress(BlockingIOError):
+            pending = pending[client.sock.send(pending) :]
+        server.loop.run_once(0.001)
+    assert not pending
+    received = received_within(server, client, count)
+    assert [payload[:5] for _, payload in received] == [b"%05d" % i for i in range(count)]

@@ -819,3 +819,81 @@ def test_a_fragmented_text_message_is_validated_and_decoded_whole() -> None:
         for i in range(len(raw))
     ) + client_frame(Opcode.CONTINUATION)
     assert feed_all(stream) == [Message(text)]
+
+
+# The echo buffer (`feed(..., echo=...)`): the echo server's hot path.
+
+
+def server_frame(opcode: Opcode, payload: bytes) -> bytes:
+    return encode_frame(opcode, payload)
+
+
+def test_echo_buffer_gets_the_server_frame_of_each_whole_short_message() -> None:
+    reader = FrameReader()
+    echo = bytearray()
+    data = client_frame(Opcode.TEXT, b"hi") + client_frame(Opcode.BINARY, b"\x00\xff")
+    assert reader.feed(data, echo=echo) == []
+    assert bytes(echo) == server_frame(Opcode.TEXT, b"hi") + server_frame(
+        Opcode.BINARY, b"\x00\xff"
+    )
+    assert reader.echoed == 2
+
+
+def test_echo_buffer_leaves_events_after_the_first_other_frame_in_order() -> None:
+    reader = FrameReader()
+    echo = bytearray()
+    data = client_frame(Opcode.TEXT, b"a") + client_frame(Opcode.PING, b"p")
+    data += client_frame(Opcode.TEXT, b"b")
+    assert reader.feed(data, echo=echo) == [Ping(b"p"), Message("b")]
+    assert bytes(echo) == server_frame(Opcode.TEXT, b"a")
+    assert reader.echoed == 1
+
+
+def test_echo_buffer_takes_no_fragmented_or_long_message() -> None:
+    reader = FrameReader()
+    echo = bytearray()
+    long = b"x" * 200
+    data = client_frame(Opcode.TEXT, b"ab", fin=False) + client_frame(Opcode.CONTINUATION, b"c")
+    data += client_frame(Opcode.BINARY, long)
+    assert reader.feed(data, echo=echo) == [Message("abc"), Message(long)]
+    assert echo == b""
+    assert reader.echoed == 0
+
+
+def test_echo_buffer_refuses_invalid_utf8_text_with_1007() -> None:
+    reader = FrameReader()
+    with pytest.raises(ProtocolError) as caught:
+        reader.feed(client_frame(Opcode.TEXT, BEYOND_UNICODE), echo=bytearray())
+    assert caught.value.code == CloseCode.INVALID_FRAME_PAYLOAD_DATA
+
+
+def test_echo_before_a_violation_is_kept_and_the_error_comes_next_call() -> None:
+    reader = FrameReader()
+    echo = bytearray()
+    data = client_frame(Opcode.TEXT, b"ok") + encode_frame(Opcode.TEXT, b"bare")  # unmasked
+    assert reader.feed(data, echo=echo) == []
+    assert bytes(echo) == server_frame(Opcode.TEXT, b"ok")
+    with pytest.raises(ProtocolError) as caught:
+        reader.feed(echo=bytearray())
+    assert caught.value.code == CloseCode.PROTOCOL_ERROR
+
+
+def test_echo_buffer_counts_against_the_frame_limit() -> None:
+    reader = FrameReader()
+    echo = bytearray()
+    data = b"".join(client_frame(Opcode.TEXT, str(index).encode()) for index in range(5))
+    reader.feed(data, 3, echo)
+    assert reader.echoed == 3
+    assert reader.backlog
+    reader.feed(b"", 3, echo)
+    assert reader.echoed == 2
+    assert bytes(echo) == b"".join(server_frame(Opcode.TEXT, str(i).encode()) for i in range(5))
+
+
+def test_a_message_split_across_reads_is_an_event_not_an_echo() -> None:
+    reader = FrameReader()
+    echo = bytearray()
+    data = client_frame(Opcode.TEXT, b"split here")
+    assert reader.feed(data[:7], echo=echo) == []
+    assert reader.feed(data[7:], echo=echo) == [Message("split here")]
+    assert echo == b""

@@ -36,6 +36,10 @@ class Echo(Connection):
         # Checked first: a bad knob is a 400 before the upgrade, and nothing is set up.
         self.faults = parse_faults(request.query, server.settings.max_message_bytes)
         super().__init__(server, sock, address, request)
+        # Plain echoes go the connection's fast way, unless a subclass does more with them.
+        self.echoes = (
+            self.faults is NO_FAULTS and type(self).handle is Echo.handle and not self.report_frames
+        )
         self.received = 0
         self._delayed_bytes = 0  # echoes waiting out `delay`
         self._pushed = 0

@@ -8,7 +8,8 @@ is hardened where upstream's `WebSocket` breaks under load or hostile peers:
 - bytes go to the Sans-IO `frames.FrameReader` (strict RFC 6455: masks, message limits, close
   codes, UTF-8), whose `ProtocolError` becomes a close frame in `_fail`, and nowhere else; a
   client's bytes are parsed at most FRAMES_PER_TURN frames per loop turn;
-- frames go to a `SendBuffer`, flushed once per loop turn, with a write limit: above it the
+- frames go to a `SendBuffer`, flushed once per loop turn (the echoes of one read, when
+  nothing is queued before them, are sent at once instead), with a write limit: above it the
   connection stops reading (back-pressure), and a broadcast subscriber that far behind is closed;
 - `close` starts a real closing handshake bounded by a close timeout, and the server pings;
 - with permessage-deflate negotiated (protocol/deflate.py), `send_message` compresses (messages
@@ -96,6 +97,12 @@ class Connection:
     # An inspecting route sets this: every frame received is then reported to
     # `frame_received` as it arrives (a flag checked per frame; nothing else costs).
     report_frames: ClassVar[bool] = False
+
+    # A handler that sends every message back unchanged, and does nothing else with it, sets
+    # this (Echo, without fault knobs): messages that arrive whole in one short frame are then
+    # echoed by the frame reader into one buffer, queued once per read, and `handle()` is not
+    # called for them (see FrameReader.feed). Never with compression agreed or frames reported.
+    echoes = False
 
     def __init__(self, server: Host, sock: socket.socket, address: Any, request: Request) -> None:
         self.server = server
@@ -349,11 +356,36 @@ class Connection:
 
     def _receive(self, data: bytes | memoryview) -> None:
         """Parse a slice of what was received (at most FRAMES_PER_TURN frames) and handle it."""
+        reader = self._reader
+        echo = (
+            bytearray()
+            if self.echoes and self._deflater is None and self.phase is Phase.OPEN
+            else None
+        )
         try:
-            events = self._reader.feed(data, defaults.FRAMES_PER_TURN)
+            events = reader.feed(data, defaults.FRAMES_PER_TURN, echo)
         except ProtocolError as error:
             self._fail(error.code, error.reason)
             return
+        if echo:
+            # Each echo is a 2-byte header and the payload: count what send_frame counts.
+            echoed = reader.echoed
+            stats = self.server.stats
+            stats.messages_in += echoed
+            stats.messages_out += echoed
+            stats.bytes_out += len(echo) - 2 * echoed
+            if self._out or self.usingssl:
+                self._queue(echo)
+            else:
+                # Nothing is queued before these echoes, so waiting for the turn's end would
+                # only delay them: they go now, in one send (this read's only one, as the turn's
+                # end would give them). What the kernel does not take is queued as usual.
+                try:
+                    sent = self.client.send(echo)
+                except OSError:
+                    sent = 0  # would block, or the socket is dead: the queued flush finds out
+                if sent < len(echo):
+                    self._queue(echo[sent:] if sent else echo)
         for event in events:
             if self.phase is Phase.CLOSED or self.phase is Phase.DRAINING:
                 return

@@ -102,8 +102,9 @@ class EpollPoller:
 
     def poll(self, timeout_s: float | None) -> list[tuple[int, int]]:
         ready = self._epoll.poll(-1 if timeout_s is None else timeout_s)
-        out = []
-        for fd, flags in ready:
+        for index, (fd, flags) in enumerate(ready):
+            if flags == _EPOLLIN_ONLY:
+                continue  # the common case, EPOLLIN is EVENT_READ: the list is returned as it is
             mask = (EVENT_READ if flags & _EPOLL_READ else 0) | (
                 EVENT_WRITE if flags & _EPOLL_WRITE else 0
             )
@@ -111,8 +112,8 @@ class EpollPoller:
                 # An error or a hang-up wakes whoever waits, for whatever it waits: the read
                 # or write that follows finds out what happened.
                 mask |= self._events.get(fd, 0)
-            out.append((fd, mask))
-        return out
+            ready[index] = (fd, mask)
+        return ready
 
     def close(self) -> None:
         self._epoll.close()
@@ -152,6 +153,8 @@ class SelectorsPoller:
 _EPOLL_READ: Final = select.EPOLLIN | select.EPOLLPRI if hasattr(select, "EPOLLIN") else 0
 _EPOLL_WRITE: Final = select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 0
 _EPOLL_TROUBLE: Final = select.EPOLLERR | select.EPOLLHUP if hasattr(select, "EPOLLERR") else 0
+# EPOLLIN alone: the one flag set that needs no translation, when it equals EVENT_READ.
+_EPOLLIN_ONLY: Final = EVENT_READ if getattr(select, "EPOLLIN", 0) == EVENT_READ else -1
 
 
 def _to_epoll(events: int) -> int:

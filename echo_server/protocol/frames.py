@@ -28,7 +28,7 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from echo_server import defaults
 
@@ -37,7 +37,9 @@ try:  # C speed for the one byte-wise operation of the protocol; see the module 
 except ImportError:  # pragma: no cover - websockets ships it compiled for common platforms
     apply_mask = None  # type: ignore[assignment]
 
-_apply_mask_c: Callable[[bytes | bytearray | memoryview, bytes], bytes] | None = apply_mask
+# Its C code takes any buffer for the mask too (its stub says bytes), so a mask is never copied.
+_AnyBuffer = bytes | bytearray | memoryview
+_apply_mask_c = cast(Callable[[_AnyBuffer, _AnyBuffer], bytes] | None, apply_mask)
 
 __all__ = [
     "MAX_CLOSE_REASON_BYTES",
@@ -199,11 +201,11 @@ def is_valid_close_code(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
-def unmask(payload: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+def unmask(payload: bytes | bytearray | memoryview, mask: bytes | bytearray | memoryview) -> bytes:
     """XOR `payload` with the 4-byte `mask` repeated (RFC 6455 section 5.3); also masks."""
     if _apply_mask_c is not None:
         return _apply_mask_c(payload, mask)
-    return unmask_python(payload, mask)
+    return unmask_python(payload, bytes(mask))
 
 
 def unmask_python(payload: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -410,6 +412,7 @@ class FrameReader:
         self._wire_bytes = 0  # a compressed message's bytes as received
         self._parts: list[bytes | bytearray] = []
         self._decoder = _Utf8Decoder()  # validates text as it arrives; the text is decoded once
+        self.echoed = 0  # messages the last `feed` echoed into its `echo` buffer
 
     @property
     def buffered_bytes(self) -> int:
@@ -422,7 +425,10 @@ class FrameReader:
         return self.state is ReaderState.READING and (self._limited or self._error is not None)
 
     def feed(
-        self, data: bytes | bytearray | memoryview = b"", max_frames: int = UNLIMITED
+        self,
+        data: bytes | bytearray | memoryview = b"",
+        max_frames: int = UNLIMITED,
+        echo: bytearray | None = None,
     ) -> list[Event]:
         """Add received bytes; return the events now complete, in order (at most `max_frames`
         frames parsed).
@@ -431,8 +437,16 @@ class FrameReader:
         events come first and the next call raises. After a Close event, or after a
         ProtocolError, further bytes are ignored (return []).
 
+        With `echo` (for a server that sends every message back unchanged), the messages that
+        arrive whole in one short frame before any other event are not returned as events:
+        the unmasked frame that echoes each (text checked as UTF-8 first) is appended to `echo`
+        instead, and `echoed` says how many there were. Events that follow them come back as
+        usual, so what the caller sends for them goes after those echoes, in order. No objects
+        per message: the echo server's hot path.
+
         `data` is copied where needed, never kept: the caller may reuse its buffer.
         """
+        self.echoed = 0
         if self.state is not ReaderState.READING:
             return []
         if self._error is not None:
@@ -451,9 +465,9 @@ class FrameReader:
             return []
         events: list[Event] = []
         try:
-            used = self._parse(view, events, max_frames)
+            used = self._parse(view, events, max_frames, echo)
         except ProtocolError as error:
-            if not events:
+            if not events and not self.echoed:
                 self._fail()
                 raise
             self._error = error
@@ -473,9 +487,14 @@ class FrameReader:
             self._decompressor.reset()
 
     def _parse(
-        self, data: bytes | bytearray | memoryview, events: list[Event], max_frames: int
+        self,
+        data: bytes | bytearray | memoryview,
+        events: list[Event],
+        max_frames: int,
+        echo: bytearray | None,
     ) -> int:
-        """Parse frames from `data` into `events`; return how many bytes were used.
+        """Parse frames from `data` into `events` (and `echo`, see `feed`); return how many
+        bytes were used.
 
         `events` is filled in place, so that what was parsed before a ProtocolError is kept.
         """
@@ -513,6 +532,21 @@ class FrameReader:
                 opcode, fin, start = first & _OPCODE_MASK, _FIN, pos + 6
                 if start > end:
                     break
+                stop = start + length
+                if stop <= end and not self._report_frames:
+                    # All of it is here: unmasked with no copy of the mask or the payload.
+                    payload = unmask(data[start:stop], data[pos + 2 : start])
+                    if echo is not None and not events:
+                        if first == _FIN_TEXT:
+                            _check_utf8(payload)
+                        echo.append(first)
+                        echo.append(length)
+                        echo += payload
+                        self.echoed += 1
+                    else:
+                        events.append(_whole_message(first == _FIN_TEXT, payload))
+                    pos = stop
+                    continue
                 mask: bytes | None = bytes(data[pos + 2 : start])
             else:
                 header = self._parse_header(data, pos, first, second)
@@ -733,6 +767,14 @@ def _control_event(opcode: int, payload: bytes) -> Ping | Pong | Close:
     if opcode == _PONG:
         return Pong(payload)
     return _parse_close(payload)
+
+
+def _check_utf8(payload: bytes) -> None:
+    """Refuse a text payload that is not valid UTF-8 (the text itself is not needed)."""
+    try:
+        payload.decode()
+    except UnicodeDecodeError:
+        raise _invalid_utf8() from None
 
 
 def _whole_message(is_text: bool, payload: bytes) -> Message:
