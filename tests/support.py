@@ -263,8 +263,43 @@ def read_close_code(sock: socket.socket) -> int:
     raise AssertionError("no close frame in 10,000 frames")
 
 
-def open_file_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def socket_inode(local_port: int, remote_port: int) -> int:
+    """The kernel's inode of the TCP socket from `local_port` to `remote_port` on this machine
+    (/proc/net/tcp and tcp6), 0 if there is none or it has no descriptor any more."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)  # the column names
+            for line in lines:
+                fields = line.split()
+                local, remote, inode = fields[1], fields[2], int(fields[9])
+                if (
+                    int(local.rsplit(":", 1)[1], 16) == local_port
+                    and int(remote.rsplit(":", 1)[1], 16) == remote_port
+                    and inode
+                ):
+                    return inode
+    return 0
+
+
+def holds_socket(pid: int, inode: int) -> bool:
+    """Whether process `pid` has a descriptor open on the socket with that inode.
+
+    Exact where counting descriptors is not: a server may open others meanwhile (a name
+    lookup off the loop holds a UDP socket for as long as the resolver takes)."""
+    target = f"socket:[{inode}]"
+    fds = f"/proc/{pid}/fd"
+    for fd in os.listdir(fds):
+        try:
+            if os.readlink(f"{fds}/{fd}") == target:
+                return True
+        except FileNotFoundError:
+            continue  # closed while we looked
+    return False
+
+
+def server_side_inode(server_port: int, client: socket.socket) -> int:
+    """The inode of the server's end of `client`'s connection (0 when it has none)."""
+    return socket_inode(server_port, client.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:

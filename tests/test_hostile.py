@@ -35,12 +35,13 @@ import pytest
 from conftest import StartServer
 from support import (
     ServerProcess,
+    holds_socket,
     http_exchange,
-    open_file_count,
     open_websocket,
     read_close_code,
     read_frame,
     recv_until,
+    server_side_inode,
     start,
     status_of,
     upgrade_request,
@@ -539,14 +540,14 @@ def test_a_peer_that_never_answers_the_close_is_released_after_the_close_timeout
 ) -> None:
     close_timeout_s = 0.5
     server = start_server("ws", "--port", "0", "--close-timeout", str(close_timeout_s))
-    baseline = open_file_count(server.pid)
     with open_websocket(server.port) as sock:
-        assert open_file_count(server.pid) == baseline + 1
+        inode = server_side_inode(server.port, sock)
+        assert holds_socket(server.pid, inode)
         sock.sendall(frame(Opcode.TEXT, b"unmasked", masked=False))
         assert read_close_code(sock) == PROTOCOL_ERROR
         # Neither a close frame nor a FIN from us: only the server's timer can end this.
         wait_until(
-            lambda: open_file_count(server.pid) == baseline,
+            lambda: not holds_socket(server.pid, inode),
             close_timeout_s + SLACK_S,
             "the server released the descriptor of a peer that never answered its close",
         )
@@ -556,14 +557,15 @@ def test_a_peer_that_answers_the_close_gets_a_clean_tcp_close(start_server: Star
     # A close timeout far above the wait below: only the peer's answer can release it in time.
     close_timeout_s = 60.0
     server = start_server("ws", "--port", "0", "--close-timeout", str(close_timeout_s))
-    baseline = open_file_count(server.pid)
     with open_websocket(server.port) as sock:
+        inode = server_side_inode(server.port, sock)
+        assert holds_socket(server.pid, inode)
         sock.sendall(frame(Opcode.TEXT, b"unmasked", masked=False))
         assert read_close_code(sock) == PROTOCOL_ERROR
         sock.sendall(close_frame(PROTOCOL_ERROR))
         assert_server_closes_tcp(sock)
     wait_until(
-        lambda: open_file_count(server.pid) == baseline,
+        lambda: not holds_socket(server.pid, inode),
         SLACK_S,
         "the server released the descriptor once the peer answered and closed",
     )
