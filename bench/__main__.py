@@ -91,22 +91,24 @@ class Plan:
     delivery_timeout_s: float = 10.0
 
 
+# The smoke run of `make test`: every case once, short, but long enough that on a busy machine
+# every server still gets an echo back and a measurable slice of CPU in each window.
 QUICK = Plan(
     rounds=1,
-    warmup_s=0.1,
-    small_duration_s=0.3,
-    active_connections=200,
-    active_duration_s=0.3,
-    large_duration_s=0.3,
-    idle_connections=500,
+    warmup_s=0.2,
+    small_duration_s=0.5,
+    active_connections=50,  # the machinery of the 1,000, at a size that opens fast anywhere
+    active_duration_s=0.5,
+    large_duration_s=0.5,
+    idle_connections=200,
     idle_sample=50,
     idle_sample_rounds=2,
     idle_rounds=1,
     broadcast_subscribers=100,
     broadcast_messages=5,
     broadcast_warmup_messages=1,
-    fanout_subscribers=100,
-    fanout_duration_s=0.3,
+    fanout_subscribers=50,
+    fanout_duration_s=0.5,
     flood_warmup_s=0.2,
     flood_duration_s=1.0,
     flood_probe_timeout_s=0.5,
