@@ -439,3 +439,44 @@ def test_echoes_the_kernel_cannot_take_at_once_are_queued_and_arrive_in_order(
     assert not pending
     received = received_within(server, client, count)
     assert [payload[:5] for _, payload in received] == [b"%05d" % i for i in range(count)]
+
+
+def send_in_pieces(server: Server, client: Client, data: bytes, piece: int) -> None:
+    """Send `data` `piece` bytes at a time, running a loop turn after each, so that the
+    server reads it in several parts."""
+    for start in range(0, len(data), piece):
+        client.send(data[start : start + piece])
+        server.loop.run_once(0.001)
+
+
+def test_a_long_message_that_takes_several_reads_is_echoed_whole(inproc: Harness) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
+    payload = bytes(range(256)) * 1200  # 300 KiB
+    send_in_pieces(server, client, client_frame(Opcode.BINARY, payload), 40_000)
+    assert received_within(server, client, 1) == [(Opcode.BINARY, payload)]
+
+
+def test_a_fragmented_text_echo_is_one_frame_of_the_whole_text(inproc: Harness) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
+    text = "é" * 5
+    raw = text.encode()
+    client.send(
+        client_frame(Opcode.TEXT, raw[:3], fin=False)
+        + client_frame(Opcode.CONTINUATION, raw[3:], fin=True)
+    )
+    assert received_within(server, client, 1) == [(Opcode.TEXT, raw)]
+
+
+def test_an_echo_in_parts_is_counted_in_the_statistics(inproc: Harness) -> None:
+    server = inproc.app_server()
+    client = inproc.connect(server, "/echo")
+    before_in, before_out = server.stats.messages_in, server.stats.messages_out
+    bytes_before = server.stats.bytes_out
+    payload = b"z" * 100_000
+    send_in_pieces(server, client, client_frame(Opcode.BINARY, payload), 30_000)
+    assert received_within(server, client, 1) == [(Opcode.BINARY, payload)]
+    assert server.stats.messages_in - before_in == 1
+    assert server.stats.messages_out - before_out == 1
+    assert server.stats.bytes_out - bytes_before == len(payload)
