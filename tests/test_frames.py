@@ -6,7 +6,6 @@ RFC 6455 section 5.7 and against the independent encoder of the `websockets` pac
 
 from __future__ import annotations
 
-import itertools
 import random
 import tracemalloc
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from echo_server.protocol import frames
 from echo_server.protocol.frames import (
     Close,
     CloseCode,
-    EchoParts,
     Event,
     FrameReader,
     Message,
@@ -851,54 +849,15 @@ def test_echo_buffer_leaves_events_after_the_first_other_frame_in_order() -> Non
     assert reader.echoed == 1
 
 
-def test_echo_buffer_takes_no_long_message_that_arrives_whole() -> None:
+def test_echo_buffer_takes_no_fragmented_or_long_message() -> None:
     reader = FrameReader()
     echo = bytearray()
     long = b"x" * 200
-    assert reader.feed(client_frame(Opcode.BINARY, long), echo=echo) == [Message(long)]
+    data = client_frame(Opcode.TEXT, b"ab", fin=False) + client_frame(Opcode.CONTINUATION, b"c")
+    data += client_frame(Opcode.BINARY, long)
+    assert reader.feed(data, echo=echo) == [Message("abc"), Message(long)]
     assert echo == b""
     assert reader.echoed == 0
-
-
-def test_a_fragmented_message_to_echo_comes_back_as_its_parts() -> None:
-    reader = FrameReader()
-    data = client_frame(Opcode.TEXT, b"ab", fin=False) + client_frame(Opcode.CONTINUATION, b"c")
-    (event,) = reader.feed(data, echo=bytearray())
-    assert isinstance(event, EchoParts)
-    assert (event.opcode, b"".join(event.parts), event.length) == (Opcode.TEXT, b"abc", 3)
-
-
-def test_echo_parts_of_a_long_message_split_across_reads_are_not_joined() -> None:
-    reader = FrameReader()
-    payload = bytes(range(256)) * 768  # 192 KiB, fed in three 64 KiB-and-more reads
-    data = client_frame(Opcode.BINARY, payload)
-    cuts = [0, 70_000, 140_000, len(data)]
-    events = [reader.feed(data[a:b], echo=bytearray()) for a, b in itertools.pairwise(cuts)]
-    assert events[:2] == [[], []]
-    (event,) = events[2]
-    assert isinstance(event, EchoParts)
-    assert len(event.parts) == 3
-    assert (event.opcode, b"".join(event.parts)) == (Opcode.BINARY, payload)
-
-
-def test_echo_parts_are_copies_not_views_of_the_fed_buffer() -> None:
-    reader = FrameReader(require_mask=False)
-    payload = b"y" * 100_000
-    received = bytearray(encode_frame(Opcode.BINARY, payload))
-    view = memoryview(received)
-    assert reader.feed(view[:50_000], echo=bytearray()) == []
-    received[:50_000] = bytes(50_000)  # the caller reuses its buffer
-    (event,) = reader.feed(view[50_000:], echo=bytearray())
-    assert isinstance(event, EchoParts)
-    assert b"".join(event.parts) == payload
-
-
-def test_echo_parts_of_text_ending_inside_a_character_are_refused_with_1007() -> None:
-    reader = FrameReader()
-    data = client_frame(Opcode.TEXT, b"ok", fin=False) + client_frame(Opcode.CONTINUATION, b"\xc3")
-    with pytest.raises(ProtocolError) as caught:
-        reader.feed(data, echo=bytearray())
-    assert caught.value.code == CloseCode.INVALID_FRAME_PAYLOAD_DATA
 
 
 def test_echo_buffer_refuses_invalid_utf8_text_with_1007() -> None:
@@ -931,12 +890,10 @@ def test_echo_buffer_counts_against_the_frame_limit() -> None:
     assert bytes(echo) == b"".join(server_frame(Opcode.TEXT, str(i).encode()) for i in range(5))
 
 
-def test_a_message_split_across_reads_comes_back_in_parts_not_in_the_echo_buffer() -> None:
+def test_a_message_split_across_reads_is_an_event_not_an_echo() -> None:
     reader = FrameReader()
     echo = bytearray()
     data = client_frame(Opcode.TEXT, b"split here")
     assert reader.feed(data[:7], echo=echo) == []
-    assert reader.feed(data[7:], echo=echo) == [
-        EchoParts(Opcode.TEXT, [bytearray(b"split here")], 10)
-    ]
+    assert reader.feed(data[7:], echo=echo) == [Message("split here")]
     assert echo == b""

@@ -45,7 +45,6 @@ from echo_server.protocol.deflate import Deflater
 from echo_server.protocol.frames import (
     Close,
     CloseCode,
-    EchoParts,
     FrameReader,
     FrameSeen,
     Message,
@@ -101,10 +100,8 @@ class Connection:
 
     # A handler that sends every message back unchanged, and does nothing else with it, sets
     # this (Echo, without fault knobs): messages that arrive whole in one short frame are then
-    # echoed by the frame reader into one buffer, queued once per read; longer ones come back
-    # from it in parts (EchoParts), queued after their header without being joined; `handle()`
-    # is not called for either (see FrameReader.feed). Never with compression agreed or frames
-    # reported.
+    # echoed by the frame reader into one buffer, queued once per read, and `handle()` is not
+    # called for them (see FrameReader.feed). Never with compression agreed or frames reported.
     echoes = False
 
     def __init__(self, server: Host, sock: socket.socket, address: Any, request: Request) -> None:
@@ -398,9 +395,6 @@ class Connection:
                     self.data = event.data
                     self.opcode = Opcode.TEXT if isinstance(event.data, str) else Opcode.BINARY
                     self._call_handler(self.handle)
-            elif type(event) is EchoParts:
-                if self.phase is Phase.OPEN:
-                    self._echo_parts(event)
             elif type(event) is Ping:
                 if self.phase is Phase.OPEN:
                     self.send_frame(Opcode.PONG, event.payload)
@@ -418,15 +412,6 @@ class Connection:
             # Others get their turn first: this socket's next slice runs in the next turn,
             # and until its backlog is done, nothing more is read from it.
             self.server.loop.call_soon(self._continue)
-
-    def _echo_parts(self, message: EchoParts) -> None:
-        """Echo a message that came in parts (see `echoes`): a header, then its parts queued as
-        they are (by reference from 16 KiB up), with no join and no handler call."""
-        stats = self.server.stats
-        stats.messages_in += 1
-        stats.messages_out += 1
-        stats.bytes_out += message.length
-        self._queue(frame_header(Opcode(message.opcode), message.length), *message.parts)
 
     def _continue(self) -> None:
         self._guard(self._receive, b"")

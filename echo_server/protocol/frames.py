@@ -47,7 +47,6 @@ __all__ = [
     "Close",
     "CloseCode",
     "Decompressor",
-    "EchoParts",
     "Event",
     "FrameReader",
     "FrameSeen",
@@ -188,23 +187,7 @@ class FrameSeen:
     head: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class EchoParts:
-    """A whole data message, for echoing, as its payload's parts: given instead of `Message` to
-    a caller of `feed` with `echo`, for a message that took more than one read or frame.
-
-    Text has been validated as UTF-8 (and is not decoded); `parts` are the unmasked payload's
-    bytes in order, `length` bytes in all, never a view of the caller's buffer and never
-    touched again by the reader: send them by reference after a header for `opcode` and
-    `length`, with no join.
-    """
-
-    opcode: int
-    parts: list[bytes | bytearray]
-    length: int
-
-
-Event = Message | Ping | Pong | Close | FrameSeen | EchoParts
+Event = Message | Ping | Pong | Close | FrameSeen
 
 
 def is_valid_close_code(code: int) -> bool:
@@ -465,8 +448,7 @@ class FrameReader:
         the unmasked frame that echoes each (text checked as UTF-8 first) is appended to `echo`
         instead, and `echoed` says how many there were. Events that follow them come back as
         usual, so what the caller sends for them goes after those echoes, in order. No objects
-        per message: the echo server's hot path. A message that takes more than one read or
-        frame comes back as `EchoParts` instead of `Message`: its parts, not joined.
+        per message: the echo server's hot path.
 
         `data` is copied where needed, never kept: the caller may reuse its buffer.
         """
@@ -537,7 +519,7 @@ class FrameReader:
                 self._consume_payload(data[pos : pos + size])
                 pos += size
                 if not self._frame_left and self._frame_fin:
-                    events.append(self._finish_message(echo is not None))
+                    events.append(self._finish_message())
                 continue
             if end - pos < 2:
                 break
@@ -614,7 +596,7 @@ class FrameReader:
             self._frame_fin = bool(fin)
             pos = start
             if not length and fin:
-                events.append(self._finish_message(echo is not None))
+                events.append(self._finish_message())
         return pos
 
     def _parse_header(
@@ -749,38 +731,28 @@ class FrameReader:
         else:
             parts.append(bytearray(payload))
 
-    def _finish_message(self, echo: bool) -> Message | EchoParts:
-        """The message in progress is complete: join its parts (or, to `echo`, give them as
-        they are) and reset."""
+    def _finish_message(self) -> Message:
+        """The message in progress is complete: join its parts and reset."""
         if self._compressed:
             self._take(self._inflate(b"", last=True))
             self._compressed = False
             self._wire_bytes = 0
         parts = self._parts
+        raw = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
         self._parts = []
         opcode = self._message_opcode
         self._message_opcode = 0
-        length = self._message_bytes
         self._message_bytes = 0
-        if echo:
-            if opcode == _TEXT:
-                self._finish_utf8()
-            return EchoParts(opcode, parts, length)
-        raw = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
         if opcode == _BINARY:
             return Message(bytes(raw))
-        self._finish_utf8()
-        # Validated as it arrived, so this cannot fail.
-        return Message(raw.decode())
-
-    def _finish_utf8(self) -> None:
-        """The text message's last byte is in: refuse it if it ends inside a character."""
         try:
             self._decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise _invalid_utf8() from None
         finally:
             self._decoder.reset()
+        # Validated as it arrived, so this cannot fail.
+        return Message(raw.decode())
 
 
 def _check_rsv(rsv: int, opcode: int, deflate: bool) -> None:
