@@ -374,7 +374,7 @@ class Connection:
             stats.messages_in += echoed
             stats.messages_out += echoed
             stats.bytes_out += len(echo) - 2 * echoed
-            if self._out or self.usingssl:
+            if self._out.size or self.usingssl:  # .size: no __bool__ call
                 self._queue(echo)
             else:
                 # Nothing is queued before these echoes, so waiting for the turn's end would
@@ -563,7 +563,7 @@ class Connection:
         except OSError:
             self._drop()
             return
-        if not self._out and self.phase is Phase.DRAINING:
+        if not self._out.size and self.phase is Phase.DRAINING:
             self._half_close()
         self._update_interest()
 
@@ -585,7 +585,7 @@ class Connection:
         else:
             self._reading_paused = cost > self._write_limit
         events = 0 if self._reading_paused or self._backlogged else EVENT_READ
-        if self._out:
+        if self._out.size:
             events |= EVENT_WRITE
         if events != self._interest:
             self._interest = events

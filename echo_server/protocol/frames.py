@@ -208,6 +208,12 @@ def unmask(payload: bytes | bytearray | memoryview, mask: bytes | bytearray | me
     return unmask_python(payload, bytes(mask))
 
 
+# The hot path's unmask: the C function itself when there is one (no wrapper call per frame).
+_unmask_fast: Final[Callable[[_AnyBuffer, _AnyBuffer], bytes]] = (
+    _apply_mask_c if _apply_mask_c is not None else unmask
+)
+
+
 def unmask_python(payload: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """`unmask` in pure Python: the fallback where the C version cannot be imported."""
     n = len(payload)
@@ -535,10 +541,13 @@ class FrameReader:
                 stop = start + length
                 if stop <= end and not self._report_frames:
                     # All of it is here: unmasked with no copy of the mask or the payload.
-                    payload = unmask(data[start:stop], data[pos + 2 : start])
+                    payload = _unmask_fast(data[start:stop], data[pos + 2 : start])
                     if echo is not None and not events:
                         if first == _FIN_TEXT:
-                            _check_utf8(payload)
+                            try:  # inlined: a call per message counts here
+                                payload.decode()
+                            except UnicodeDecodeError:
+                                raise _invalid_utf8() from None
                         echo.append(first)
                         echo.append(length)
                         echo += payload
@@ -767,14 +776,6 @@ def _control_event(opcode: int, payload: bytes) -> Ping | Pong | Close:
     if opcode == _PONG:
         return Pong(payload)
     return _parse_close(payload)
-
-
-def _check_utf8(payload: bytes) -> None:
-    """Refuse a text payload that is not valid UTF-8 (the text itself is not needed)."""
-    try:
-        payload.decode()
-    except UnicodeDecodeError:
-        raise _invalid_utf8() from None
 
 
 def _whole_message(is_text: bool, payload: bytes) -> Message:
