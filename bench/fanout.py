@@ -30,7 +30,6 @@ from typing import Any
 from bench.loadgen import (
     OP_TEXT,
     RECV_BUFFER_BYTES,
-    WORKER_START_TIMEOUT_S,
     BenchError,
     Epoll,
     Opened,
@@ -38,12 +37,12 @@ from bench.loadgen import (
     abort,
     client_frame,
     echo_reader,
-    expect,
     filler,
     open_connections,
     percentile,
     reporting_errors,
     share,
+    wait_opened,
     workers,
 )
 from bench.servers import ECHO_SERVER, RunningServer, ServerSpec, echo_server
@@ -208,13 +207,7 @@ def run_fanout(server: RunningServer, plan: FanoutPlan) -> dict[str, Any]:
         if count
     ]
     with workers(fanout_worker, jobs) as pipes:
-        ready = [
-            expect(pipe, "ready", WORKER_START_TIMEOUT_S + plan.open_timeout_s) for pipe in pipes
-        ]
-        opened = sum(message[1] for message in ready)
-        if opened < plan.subscribers:
-            errors = [message[3] for message in ready if message[3]]
-            raise BenchError(f"opened {opened} of {plan.subscribers} subscribers: {errors[0]}")
+        opened = wait_opened(pipes, plan.subscribers, "subscribers", plan.open_timeout_s)
         found = open_connections(
             server.host,
             server.port,

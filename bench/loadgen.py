@@ -455,6 +455,17 @@ def workers(
             pipe.close()
 
 
+def wait_opened(pipes: Sequence[Connection], wanted: int, what: str, open_timeout_s: float) -> int:
+    """Wait for every worker's "ready" (each with how many `what` it opened and its first error);
+    how many were opened in all, or BenchError if fewer than `wanted`."""
+    ready = [expect(pipe, "ready", WORKER_START_TIMEOUT_S + open_timeout_s) for pipe in pipes]
+    opened = sum(message[1] for message in ready)
+    if opened < wanted:
+        errors = [message[3] for message in ready if message[3]]
+        raise BenchError(f"opened {opened} of {wanted} {what}: {errors[0]}")
+    return int(opened)
+
+
 def split(total: int, parts: int) -> list[int]:
     """`total` as near-equal whole numbers: `parts` of them, or fewer so that none is zero."""
     return share(total, max(1, min(parts, total)))
@@ -668,13 +679,7 @@ def run_echo(server: RunningServer, plan: EchoPlan) -> dict[str, Any]:
         for count in split(plan.connections, plan.processes)
     ]
     with workers(echo_worker, jobs) as pipes:
-        ready = [
-            expect(pipe, "ready", WORKER_START_TIMEOUT_S + plan.open_timeout_s) for pipe in pipes
-        ]
-        opened = sum(message[1] for message in ready)
-        if opened < plan.connections:
-            errors = [message[3] for message in ready if message[3]]
-            raise BenchError(f"opened {opened} of {plan.connections} connections: {errors[0]}")
+        wait_opened(pipes, plan.connections, "connections", plan.open_timeout_s)
         # The workers start sending at once; what arrives before `warm_at` is not counted.
         warm_at = time.monotonic() + plan.warmup_s
         end_at = warm_at + plan.duration_s
@@ -980,13 +985,7 @@ def run_broadcast(servers: Sequence[RunningServer], plan: BroadcastPlan) -> dict
     server = servers[0]
     times: list[float] = []
     with workers(broadcast_worker, jobs) as pipes:
-        ready = [
-            expect(pipe, "ready", WORKER_START_TIMEOUT_S + plan.open_timeout_s) for pipe in pipes
-        ]
-        opened = sum(message[1] for message in ready)
-        if opened < plan.subscribers:
-            errors = [message[3] for message in ready if message[3]]
-            raise BenchError(f"opened {opened} of {plan.subscribers} subscribers: {errors[0]}")
+        opened = wait_opened(pipes, plan.subscribers, "subscribers", plan.open_timeout_s)
         publisher = open_connections(
             server.host,
             server.port,
