@@ -316,6 +316,10 @@ def test_every_case_has_every_figure_for_every_server_that_ran(quick_run: QuickR
                 # the generator's CPU, but no latency, and maybe no CPU of its own to divide
                 # by: those are reported as missing (None), which is what is checked.
                 keys = [key for key in keys if key not in ZERO_MESSAGE_GAPS]
+            if case["servers"][server]["server_cpu_cores"] == 0:
+                # No CPU tick (10 ms) of the server's fell in the window, on a busy machine: what
+                # the generator read had been sent before it. No rate per CPU-second, then.
+                keys = [key for key in keys if key != "per_cpu"]
             if keys:
                 missing[case_name, server] = keys
     assert missing == {}, quick_run.done.stderr
@@ -357,16 +361,27 @@ def test_judged_ratios_are_per_cpu_against_picows_and_websockets(quick_run: Quic
                     else:
                         assert found[key] == pytest.approx(entry[figure] / base[figure])
                 if server == reference:
-                    assert found == {"per_cpu": 1.0, "raw": 1.0}
+                    assert found == {
+                        "per_cpu": None if entry["per_cpu"] is None else 1.0,
+                        "raw": 1.0,
+                    }
 
 
 def test_per_cpu_figure_is_throughput_over_the_servers_cpu(quick_run: QuickRun) -> None:
-    for run in quick_run.results["runs"]:
-        if run["scenario"] == "small" and "error" not in run:
-            assert run["server_cpu_cores"] > 0, run
+    small_runs = [
+        run
+        for run in quick_run.results["runs"]
+        if run["scenario"] == "small" and "error" not in run
+    ]
+    assert small_runs
+    assert all(run["server_cpu_cores"] >= 0 for run in small_runs)
+    assert any(run["server_cpu_cores"] > 0 for run in small_runs), small_runs
     small = quick_run.results["cases"][f"small {BATCHED}"]["servers"]["echo_server"]
     # One round: the medians are that round's figures.
-    assert small["per_cpu"] == pytest.approx(small["throughput"] / small["server_cpu_cores"])
+    if small["server_cpu_cores"]:
+        assert small["per_cpu"] == pytest.approx(small["throughput"] / small["server_cpu_cores"])
+    else:
+        assert small["per_cpu"] is None  # no CPU measured in the window: nothing to divide by
 
 
 def test_servers_under_a_full_core_are_flagged(quick_run: QuickRun) -> None:
