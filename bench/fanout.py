@@ -39,6 +39,7 @@ from bench.loadgen import (
     echo_reader,
     filler,
     open_connections,
+    open_publisher,
     percentile,
     reporting_errors,
     share,
@@ -208,17 +209,9 @@ def run_fanout(server: RunningServer, plan: FanoutPlan) -> dict[str, Any]:
     ]
     with workers(fanout_worker, jobs) as pipes:
         opened = wait_opened(pipes, plan.subscribers, "subscribers", plan.open_timeout_s)
-        found = open_connections(
-            server.host,
-            server.port,
-            plan.path,
-            1,
-            reader=echo_reader(OP_TEXT, PAYLOAD_BYTES),
-            timeout_s=plan.open_timeout_s,
+        publisher = open_publisher(
+            server.host, server.port, plan.path, PAYLOAD_BYTES, plan.open_timeout_s
         )
-        if not found.peers:
-            raise BenchError(f"the publisher could not connect: {found.first_error}")
-        publisher = found.peers[0]
         try:
             warm_at = time.monotonic() + plan.warmup_s
             end_at = warm_at + plan.duration_s

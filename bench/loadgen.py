@@ -455,6 +455,17 @@ def workers(
             pipe.close()
 
 
+def open_publisher(host: str, port: int, path: str, payload_bytes: int, timeout_s: float) -> Peer:
+    """One connection that publishes (and reads back) text messages of `payload_bytes`;
+    BenchError if it cannot connect."""
+    found = open_connections(
+        host, port, path, 1, reader=echo_reader(OP_TEXT, payload_bytes), timeout_s=timeout_s
+    )
+    if not found.peers:
+        raise BenchError(f"the publisher could not connect: {found.first_error}")
+    return found.peers[0]
+
+
 def wait_opened(pipes: Sequence[Connection], wanted: int, what: str, open_timeout_s: float) -> int:
     """Wait for every worker's "ready" (each with how many `what` it opened and its first error);
     how many were opened in all, or BenchError if fewer than `wanted`."""
@@ -986,17 +997,9 @@ def run_broadcast(servers: Sequence[RunningServer], plan: BroadcastPlan) -> dict
     times: list[float] = []
     with workers(broadcast_worker, jobs) as pipes:
         opened = wait_opened(pipes, plan.subscribers, "subscribers", plan.open_timeout_s)
-        publisher = open_connections(
-            server.host,
-            server.port,
-            plan.path,
-            1,
-            reader=echo_reader(OP_TEXT, BROADCAST_PAYLOAD_BYTES),
-            timeout_s=plan.open_timeout_s,
-        )
-        if not publisher.peers:
-            raise BenchError(f"the publisher could not connect: {publisher.first_error}")
-        sock = publisher.peers[0].sock
+        sock = open_publisher(
+            server.host, server.port, plan.path, BROADCAST_PAYLOAD_BYTES, plan.open_timeout_s
+        ).sock
         try:
             sock.setblocking(True)
             for pipe in pipes:
